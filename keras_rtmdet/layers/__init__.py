@@ -1,0 +1,7 @@
+from keras_rtmdet.layers.conv_module import ConvModule
+from keras_rtmdet.layers.conv_module import DepthwiseSeparableConvModule
+from keras_rtmdet.layers.csp_layer import ChannelAttention
+from keras_rtmdet.layers.csp_layer import CSPLayer
+from keras_rtmdet.layers.csp_layer import CSPNeXtBlock
+from keras_rtmdet.layers.csp_layer import SPPBottleneck
+from keras_rtmdet.layers.image_normalization import ImageNormalization

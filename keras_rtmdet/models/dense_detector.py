@@ -1,0 +1,256 @@
+"""The shared base of RTMDet's detection, instance and rotated variants.
+
+A dense detector is a functional Keras model from padded pixel images to
+per-prior outputs (`call`), plus fixed-shape post-processing (`postprocess`)
+that turns them into padded detections. Subclasses differ only in their head
+outputs, in how candidate boxes are decoded and suppressed, and in what they
+add to each detection (masks, angles).
+"""
+
+import contextlib
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_rtmdet.ops.dense_postprocess import gather_rows
+from keras_rtmdet.ops.dense_postprocess import pad_detections
+from keras_rtmdet.ops.dense_postprocess import select_candidates
+from keras_rtmdet.ops.dense_postprocess import top_detections
+from keras_rtmdet.ops.nms import NMS_METHODS
+from keras_rtmdet.ops.priors import level_sizes
+from keras_rtmdet.ops.priors import point_priors
+
+POSTPROCESS_KEYS = (
+    "score_threshold",
+    "nms_pre",
+    "iou_threshold",
+    "max_detections",
+    "min_bbox_size",
+    "max_candidates",
+    "nms_method",
+)
+
+
+def flatten_levels(levels):
+    """Concatenate per-level maps (B, H_l, W_l, D) into (B, Σ H_l·W_l, D), row-major."""
+    flat = [keras.layers.Reshape((-1, level.shape[-1]))(level) for level in levels]
+    return ops.concatenate(flat, axis=1) if len(flat) > 1 else flat[0]
+
+
+class DenseDetector(keras.Model):
+    """Base class: inference plumbing shared by every RTMDet variant.
+
+    Subclasses build the functional graph in `__init__` and implement
+    `decode_candidates` (and optionally `detection_fields`).
+    """
+
+    def _init_postprocess(
+        self,
+        score_threshold,
+        nms_pre,
+        iou_threshold,
+        max_detections,
+        min_bbox_size,
+        max_candidates,
+        nms_method,
+    ):
+        self.set_postprocess(
+            score_threshold=score_threshold,
+            nms_pre=nms_pre,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+            min_bbox_size=min_bbox_size,
+            max_candidates=max_candidates,
+            nms_method=nms_method,
+        )
+
+    def set_postprocess(self, **settings):
+        """Change post-processing settings (see the class docstring)."""
+        for key, value in settings.items():
+            if key not in POSTPROCESS_KEYS:
+                raise ValueError(f"Unknown post-processing setting {key!r}; known: {POSTPROCESS_KEYS}.")
+            if key == "nms_method" and value not in NMS_METHODS:
+                raise ValueError(f"nms_method must be one of {NMS_METHODS}, got {value!r}.")
+            if key in ("nms_pre", "max_detections", "max_candidates") and int(value) < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}.")
+            if key == "iou_threshold" and not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"iou_threshold must be in [0, 1], got {value!r}.")
+            setattr(self, key, value)
+        # Compiled predict functions bake the settings in.
+        self.predict_function = None
+
+    @contextlib.contextmanager
+    def postprocess_settings(self, **settings):
+        """Temporarily override post-processing settings (`None` keeps the current one)."""
+        settings = {k: v for k, v in settings.items() if v is not None}
+        old = {k: getattr(self, k) for k in settings}
+        self.set_postprocess(**settings)
+        try:
+            yield
+        finally:
+            self.set_postprocess(**old)
+
+    def postprocess_config(self):
+        return {key: getattr(self, key) for key in POSTPROCESS_KEYS}
+
+    # --- post-processing ---
+
+    def priors(self, image_size):
+        """(N, 4) priors (x, y, stride, stride) for a padded input size."""
+        return point_priors(image_size, self.strides)
+
+    def decode_candidates(self, outputs, candidates, priors, image_size):
+        """Return (B, M, box_dim) candidate boxes in padded-input pixels."""
+        raise NotImplementedError
+
+    def rescale_boxes(self, boxes, scale_factors):
+        """Map boxes from the padded input back to original-image pixels."""
+        ws, hs = scale_factors[:, 0:1], scale_factors[:, 1:2]
+        factors = ops.stack([ws, hs, ws, hs], axis=-1)
+        return boxes / factors
+
+    def box_size_mask(self, boxes):
+        w = boxes[..., 2] - boxes[..., 0]
+        h = boxes[..., 3] - boxes[..., 1]
+        return ops.logical_and(w > self.min_bbox_size, h > self.min_bbox_size)
+
+    def suppress(self, boxes, scores, labels, valid):
+        from keras_rtmdet.ops.nms import batched_nms_keep
+
+        return batched_nms_keep(boxes, scores, labels, valid, self.iou_threshold, self.nms_method)
+
+    def detection_fields(self, outputs, fields, prior_index, priors, image_size, scale_factors):
+        """Hook for subclasses to add per-detection outputs (e.g. masks)."""
+        return fields
+
+    def postprocess(self, outputs, image_size, scale_factors=None):
+        """Turn raw per-prior outputs into padded detections.
+
+        Args:
+            outputs: dict from `call` (`cls_logits` (B, N, C) and the
+                variant's box outputs).
+            image_size: (height, width) of the padded input, static ints.
+            scale_factors: optional (B, 2) (w_scale, h_scale) of each image's
+                resize; boxes are divided by them (original-image pixels).
+
+        Returns: dict with `boxes` (B, K, 4), `scores` (B, K), `labels`
+        (B, K) int32, padded with −1 after `num_detections` (B,) entries;
+        K = `max_detections`.
+        """
+        image_size = tuple(int(s) for s in image_size)
+        sizes = level_sizes(image_size, self.strides)
+        probs = ops.sigmoid(ops.cast(outputs["cls_logits"], "float32"))
+        level_scores, start = [], 0
+        for h, w in sizes:
+            level_scores.append(probs[:, start : start + h * w, :])
+            start += h * w
+        if start != probs.shape[1]:
+            raise ValueError(
+                f"Outputs hold {probs.shape[1]} priors but an input of size {image_size} "
+                f"gives {start}; pass the padded input's size."
+            )
+        candidates = select_candidates(
+            level_scores, self.score_threshold, int(self.nms_pre), int(self.max_candidates)
+        )
+        priors = self.priors(image_size)
+        boxes = self.decode_candidates(outputs, candidates, priors, image_size)
+        if scale_factors is not None:
+            boxes = self.rescale_boxes(boxes, ops.cast(scale_factors, boxes.dtype))
+        valid = ops.logical_and(candidates["valid"], self.box_size_mask(boxes))
+        keep = self.suppress(boxes, candidates["scores"], candidates["labels"], valid)
+        order, det_valid = top_detections(keep, candidates["scores"], int(self.max_detections))
+        fields = {
+            "boxes": gather_rows(boxes, order),
+            "scores": ops.take_along_axis(candidates["scores"], order, axis=1),
+            "labels": ops.cast(ops.take_along_axis(candidates["labels"], order, axis=1), "int32"),
+        }
+        prior_index = ops.take_along_axis(candidates["prior_index"], order, axis=1)
+        fields = self.detection_fields(outputs, fields, prior_index, priors, image_size, scale_factors)
+        return pad_detections(fields, det_valid, int(self.max_detections))
+
+    # --- inference entry points ---
+
+    def predict_step(self, *args):
+        # JAX's trainer passes (state, data) and expects (outputs, state) back.
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(args[-1])
+        if isinstance(x, dict):
+            images, scale_factors = x["images"], x.get("scale_factors")
+        else:
+            images, scale_factors = x, None
+        if keras.config.backend() == "jax":
+            outputs, state = super().predict_step(args[0], images)
+            return self.postprocess(outputs, images.shape[1:3], scale_factors), state
+        outputs = super().predict_step(images)
+        return self.postprocess(outputs, images.shape[1:3], scale_factors)
+
+    def predict(
+        self,
+        x,
+        batch_size=None,
+        verbose="auto",
+        steps=None,
+        callbacks=None,
+        channel_order=None,
+        **settings,
+    ):
+        """Detect objects in raw images of any size.
+
+        Args:
+            x: one image (H, W, 3), a batch (B, H, W, 3) or a list of images
+                of different sizes; uint8 or float pixels in [0, 255]. A
+                `tf.data.Dataset` or `keras.utils.PyDataset` must instead
+                yield preprocessed `{"images", "scale_factors"}` batches.
+            batch_size: images per forward pass (default 8).
+            channel_order: `"rgb"` or `"bgr"`, the order of `x`; defaults to
+                the model's `input_channel_order` ("rgb").
+            **settings: per-call post-processing overrides:
+                `score_threshold`, `iou_threshold`, `nms_pre`,
+                `max_detections`, `min_bbox_size`, `max_candidates`,
+                `nms_method`.
+
+        Returns: dict of numpy arrays, boxes in original-image pixels:
+        `boxes` (B, K, 4) xyxy, `scores` (B, K), `labels` (B, K), padded with
+        −1, and `num_detections` (B,).
+        """
+        if _is_dataset(x):
+            with self.postprocess_settings(**settings):
+                return super().predict(x, verbose=verbose, steps=steps, callbacks=callbacks)
+        prep = self.preprocessor(
+            x,
+            input_channel_order=channel_order or self.input_channel_order,
+            output_channel_order=self.input_channel_order,
+        )
+        inputs = {"images": prep["images"], "scale_factors": prep["scale_factors"]}
+        with self.postprocess_settings(**settings):
+            out = super().predict(
+                inputs,
+                batch_size=batch_size or 8,
+                verbose=verbose,
+                steps=steps,
+                callbacks=callbacks,
+            )
+        return {key: np.asarray(value) for key, value in out.items()}
+
+    def detect(self, images, scale_factors=None, normalized=False, **settings):
+        """Post-process an already preprocessed, padded batch (eagerly).
+
+        Args:
+            images: (B, H, W, 3) padded input. Pixels in the model's
+                `input_channel_order` if `normalized` is False; else already
+                normalised (the backbone's input).
+            scale_factors: optional (B, 2) (w_scale, h_scale).
+
+        Returns: like `predict`, as backend tensors.
+        """
+        images = ops.convert_to_tensor(images, "float32")
+        with self.postprocess_settings(**settings):
+            outputs = self.raw_outputs(images, normalized=normalized)
+            return self.postprocess(outputs, images.shape[1:3], scale_factors)
+
+
+def _is_dataset(x):
+    if isinstance(x, keras.utils.PyDataset):
+        return True
+    module = type(x).__module__
+    return module.startswith("tensorflow") and "data" in module

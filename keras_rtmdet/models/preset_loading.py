@@ -1,0 +1,125 @@
+"""`from_preset` / `save_to_preset` for the detector tasks.
+
+A preset directory holds `config.json` (the serialized model),
+`model.weights.h5` and `metadata.json`. A built-in preset name resolves to
+the cache directory `$KERAS_RTMDET_HOME/presets/<name>`, filled on first use
+by downloading and converting the official checkpoint.
+"""
+
+import datetime
+import difflib
+import json
+import os
+
+import keras
+
+from keras_rtmdet.version import __version__
+from keras_rtmdet.weights.checkpoint import read_checkpoint
+from keras_rtmdet.weights.download import fetch_checkpoint
+from keras_rtmdet.weights.download import preset_cache_dir
+from keras_rtmdet.weights.download import sha256_of
+from keras_rtmdet.weights.mmdet_converter import load_mmdet_state_dict
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+METADATA_FILE = "metadata.json"
+
+
+class PresetMixin:
+    """Adds preset loading and saving to a task with a `presets` table."""
+
+    presets = {}
+
+    def checkpoint_modules(self):
+        """(sub-model, mmdet key prefix) pairs that hold all the weights."""
+        return [(self.backbone, "backbone."), (self.neck, "neck."), (self.head, "bbox_head.")]
+
+    def aliased_checkpoint_keys(self):
+        return self.head.aliased_checkpoint_keys("bbox_head.")
+
+    def load_checkpoint(self, path):
+        """Load an MMDetection `.pth` checkpoint into this model (all or nothing)."""
+        return load_mmdet_state_dict(self, read_checkpoint(path))
+
+    @classmethod
+    def from_preset(cls, preset, checkpoint=None, load_weights=True, **kwargs):
+        """Build a model from a built-in preset name or a preset directory.
+
+        Args:
+            preset: a name from `cls.presets` (e.g. "rtmdet_s_coco") or a
+                directory written by `save_to_preset` / `rtmdet convert`.
+            checkpoint: optional local MMDetection `.pth` to convert instead
+                of downloading the official one (built-in names only).
+            load_weights: False builds the architecture with fresh weights.
+            **kwargs: post-processing settings (`score_threshold`, ...).
+        """
+        if os.path.isdir(os.fspath(preset)):
+            return cls._from_preset_dir(os.fspath(preset), load_weights, **kwargs)
+        if preset not in cls.presets:
+            close = difflib.get_close_matches(str(preset), list(cls.presets), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"Unknown preset {preset!r} and no such directory.{hint} "
+                f"Available presets: {', '.join(sorted(cls.presets))}."
+            )
+        spec = cls.presets[preset]
+        if load_weights and checkpoint is None:
+            cached = preset_cache_dir(preset)
+            if _is_complete(cached):
+                return cls._from_preset_dir(cached, True, **kwargs)
+        model = cls.from_arch(
+            **spec["arch"], class_names=spec.get("class_names"), image_size=spec["image_size"], **kwargs
+        )
+        if not load_weights:
+            return model
+        source = checkpoint
+        if source is None:
+            source = fetch_checkpoint(spec["checkpoint_url"], spec["checkpoint_filename"], spec["sha256_prefix"])
+        model.load_checkpoint(source)
+        if checkpoint is None:
+            model.save_to_preset(
+                preset_cache_dir(preset),
+                metadata={"preset": preset, "source_checkpoint": spec["checkpoint_url"]},
+            )
+        return model
+
+    @classmethod
+    def _from_preset_dir(cls, directory, load_weights=True, **kwargs):
+        config_path = os.path.join(directory, CONFIG_FILE)
+        if not os.path.isfile(config_path):
+            raise ValueError(f"{directory} is not a preset directory: it has no {CONFIG_FILE}.")
+        with open(config_path) as f:
+            config = json.load(f)
+        model = keras.saving.deserialize_keras_object(config)
+        if not isinstance(model, cls):
+            raise ValueError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}.")
+        if kwargs:
+            model.set_postprocess(**kwargs)
+        if load_weights:
+            weights = os.path.join(directory, WEIGHTS_FILE)
+            if not os.path.isfile(weights):
+                raise ValueError(f"{directory} has no {WEIGHTS_FILE}.")
+            model.load_weights(weights)
+        return model
+
+    def save_to_preset(self, preset_dir, metadata=None):
+        """Write config, weights and metadata so `from_preset(preset_dir)` rebuilds this model."""
+        os.makedirs(preset_dir, exist_ok=True)
+        weights = os.path.join(preset_dir, WEIGHTS_FILE)
+        self.save_weights(weights)
+        with open(os.path.join(preset_dir, CONFIG_FILE), "w") as f:
+            json.dump(keras.saving.serialize_keras_object(self), f, indent=2)
+        info = {
+            "keras_version": keras.__version__,
+            "keras_rtmdet_version": __version__,
+            "parameter_count": int(self.count_params()),
+            "date_saved": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "weights_sha256": sha256_of(weights),
+        }
+        info.update(metadata or {})
+        with open(os.path.join(preset_dir, METADATA_FILE), "w") as f:
+            json.dump(info, f, indent=2)
+
+
+def _is_complete(directory):
+    return all(os.path.isfile(os.path.join(directory, f)) for f in (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE))

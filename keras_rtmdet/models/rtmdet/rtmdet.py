@@ -1,0 +1,189 @@
+"""`RTMDet`, the object-detection task."""
+
+import keras
+
+from keras_rtmdet.layers.image_normalization import REFERENCE_MEAN_BGR
+from keras_rtmdet.layers.image_normalization import REFERENCE_STD_BGR
+from keras_rtmdet.layers.image_normalization import ImageNormalization
+from keras_rtmdet.models.cspnext.cspnext_backbone import CSPNeXt
+from keras_rtmdet.models.dense_detector import DenseDetector
+from keras_rtmdet.models.dense_detector import flatten_levels
+from keras_rtmdet.models.preset_loading import PresetMixin
+from keras_rtmdet.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
+from keras_rtmdet.models.rtmdet.rtmdet_head import RTMDetSepBNHead
+from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import RTMDetPreprocessor
+from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
+from keras_rtmdet.ops.boxes import distance_to_boxes
+from keras_rtmdet.ops.dense_postprocess import gather_rows
+
+# The static cap on pre-NMS candidates per image (see `select_candidates`).
+# mmdet keeps up to nms_pre=30000 per level; its deploy configs cap at 5000.
+DEFAULT_MAX_CANDIDATES = 5000
+
+
+@keras.saving.register_keras_serializable(package="keras_rtmdet")
+class RTMDet(PresetMixin, DenseDetector):
+    """RTMDet object detector: CSPNeXt → CSPNeXtPAFPN → RTMDetSepBNHead.
+
+    `call` maps padded pixel images to per-prior outputs; `predict` runs the
+    whole reference inference (keep-ratio resize, pad with 114, normalise,
+    decode, class-aware NMS) on raw images of any size and returns boxes in
+    each original image's pixels.
+
+    Args:
+        backbone: a `CSPNeXt` (or any model returning C3..C5 features).
+        neck: a `CSPNeXtPAFPN`.
+        head: a `RTMDetSepBNHead`.
+        class_names: optional list of `num_classes` names.
+        image_size: (height, width) of the padded input `predict` uses.
+        input_channel_order: channel order of the pixels `call`/`fit` take
+            ("rgb" default; the network itself sees BGR like the reference).
+        mean, std: normalisation in the network's (BGR) order.
+        score_threshold: keep (prior, class) pairs scoring above it
+            (reference test_cfg: 0.001 for COCO evaluation).
+        nms_pre: candidates per level before NMS (reference: 30000).
+        iou_threshold: class-aware NMS IoU (reference: 0.65).
+        max_detections: detections per image (reference: 300).
+        min_bbox_size: drop boxes whose width or height is not above it.
+        max_candidates: static cap on candidates per image entering NMS.
+        nms_method: "auto", "keras", "tensorflow" or "torchvision".
+
+    Inputs of `call`: (batch, H, W, 3) pixels in [0, 255], H and W multiples
+    of 32. Outputs: dict with `cls_logits` (batch, N, num_classes) and
+    `bbox_preds` (batch, N, 4) distances (left, top, right, bottom) in pixels
+    from each prior, N = Σ_l (H/s_l)·(W/s_l), levels finest first, row-major.
+
+    Example:
+    >>> model = keras_rtmdet.RTMDet.from_preset("rtmdet_s_coco")
+    >>> out = model.predict(image_rgb_uint8)      # any size
+    >>> out["boxes"][0, : out["num_detections"][0]]   # xyxy, original pixels
+    """
+
+    presets = RTMDET_PRESETS
+
+    def __init__(
+        self,
+        backbone,
+        neck,
+        head,
+        class_names=None,
+        image_size=(640, 640),
+        input_channel_order="rgb",
+        mean=REFERENCE_MEAN_BGR,
+        std=REFERENCE_STD_BGR,
+        score_threshold=0.001,
+        nms_pre=30000,
+        iou_threshold=0.65,
+        max_detections=300,
+        min_bbox_size=0.0,
+        max_candidates=DEFAULT_MAX_CANDIDATES,
+        nms_method="auto",
+        **kwargs,
+    ):
+        if class_names is not None and len(class_names) != head.num_classes:
+            raise ValueError(
+                f"Got {len(class_names)} class names for a head with {head.num_classes} classes."
+            )
+        # === Layers ===
+        normalizer = ImageNormalization(mean, std, input_channel_order, name="normalizer")
+
+        # === Functional Model ===
+        images = keras.Input(shape=(None, None, 3), name="images")
+        outputs = self._build_outputs(backbone, neck, head, normalizer(images))
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.normalizer = normalizer
+        self.num_classes = head.num_classes
+        self.strides = tuple(head.strides)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.image_size = tuple(int(s) for s in image_size)
+        self.input_channel_order = input_channel_order
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.preprocessor = RTMDetPreprocessor(self.image_size)
+        self._init_postprocess(
+            score_threshold, nms_pre, iou_threshold, max_detections, min_bbox_size, max_candidates, nms_method
+        )
+
+    @staticmethod
+    def _build_outputs(backbone, neck, head, normalized):
+        raw = head(neck(backbone(normalized)))
+        return {
+            "cls_logits": flatten_levels(raw["cls_scores"]),
+            "bbox_preds": flatten_levels(raw["bbox_preds"]),
+        }
+
+    def raw_outputs(self, images, normalized=False):
+        """`call`'s outputs; with `normalized=True`, `images` skip the normaliser."""
+        if not normalized:
+            return self(images, training=False)
+        return self._build_outputs(self.backbone, self.neck, self.head, images)
+
+    def decode_candidates(self, outputs, candidates, priors, image_size):
+        index = candidates["prior_index"]
+        points = gather_rows(priors, index)[..., :2]
+        distances = gather_rows(outputs["bbox_preds"], index)
+        return distance_to_boxes(points, keras.ops.cast(distances, "float32"), max_shape=image_size)
+
+    @classmethod
+    def from_arch(
+        cls,
+        deepen_factor,
+        widen_factor,
+        neck_num_csp_blocks,
+        exp_on_reg,
+        num_classes=80,
+        **kwargs,
+    ):
+        """Build an RTMDet from the scaling factors of its configs.
+
+        Args:
+            deepen_factor, widen_factor: CSPNeXt scaling.
+            neck_num_csp_blocks: blocks per neck CSP layer.
+            exp_on_reg: exponential box distances (official m/l/x).
+            num_classes: classes of the head.
+            **kwargs: forwarded to `RTMDet` (thresholds, class names, ...).
+        """
+        dtype = kwargs.get("dtype")
+        backbone = CSPNeXt(deepen_factor=deepen_factor, widen_factor=widen_factor, dtype=dtype, name="backbone")
+        in_channels = list(backbone.out_channels)
+        neck = CSPNeXtPAFPN(
+            in_channels, in_channels[0], num_csp_blocks=neck_num_csp_blocks, dtype=dtype, name="neck"
+        )
+        head = RTMDetSepBNHead(
+            num_classes=num_classes,
+            in_channels=in_channels[0],
+            feat_channels=in_channels[0],
+            strides=backbone.strides,
+            exp_on_reg=exp_on_reg,
+            dtype=dtype,
+            name="bbox_head",
+        )
+        return cls(backbone, neck, head, **kwargs)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "neck": keras.saving.serialize_keras_object(self.neck),
+            "head": keras.saving.serialize_keras_object(self.head),
+            "class_names": self.class_names,
+            "image_size": list(self.image_size),
+            "input_channel_order": self.input_channel_order,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            **self.postprocess_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "neck", "head"):
+            if isinstance(config[key], dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

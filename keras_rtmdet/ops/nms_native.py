@@ -1,0 +1,54 @@
+"""Backend-native NMS kernels. Only `keras_rtmdet.ops.nms` calls these."""
+
+import importlib.util
+
+
+def torchvision_available():
+    if importlib.util.find_spec("torchvision") is None:
+        return False
+    try:
+        import torchvision.ops  # noqa: F401
+    except Exception:
+        # A torchvision built for another torch fails at import with an
+        # operator-registration error; treat it as absent.
+        return False
+    return True
+
+
+def nms_keep_tensorflow(boxes, scores, valid, iou_threshold):
+    """Per image `tf.image.non_max_suppression` on the valid candidates."""
+    import tensorflow as tf
+
+    boxes = tf.convert_to_tensor(boxes)
+    num = tf.shape(boxes)[1]
+    masked_scores = tf.where(valid, tf.cast(scores, tf.float32), tf.fill(tf.shape(scores), -1e30))
+
+    def one(args):
+        b, s, v = args
+        selected = tf.image.non_max_suppression(
+            tf.cast(b, tf.float32), s, max_output_size=num, iou_threshold=iou_threshold
+        )
+        hit = tf.scatter_nd(selected[:, None], tf.ones_like(selected), shape=[num])
+        return tf.logical_and(hit > 0, v)
+
+    return tf.map_fn(
+        one, (boxes, masked_scores, valid), fn_output_signature=tf.TensorSpec([None], tf.bool)
+    )
+
+
+def nms_keep_torchvision(boxes, scores, valid, iou_threshold):
+    """Per image `torchvision.ops.nms` on the valid candidates."""
+    import torch
+    import torchvision
+
+    boxes = torch.as_tensor(boxes)
+    scores = torch.as_tensor(scores)
+    valid = torch.as_tensor(valid)
+    keep = torch.zeros_like(valid)
+    for b in range(boxes.shape[0]):
+        idx = torch.nonzero(valid[b], as_tuple=True)[0]
+        if idx.numel() == 0:
+            continue
+        selected = torchvision.ops.nms(boxes[b, idx].float(), scores[b, idx].float(), iou_threshold)
+        keep[b, idx[selected]] = True
+    return keep
