@@ -84,6 +84,9 @@ class DenseDetector(keras.Model):
     def postprocess_settings(self, **settings):
         """Temporarily override post-processing settings (`None` keeps the current one)."""
         settings = {k: v for k, v in settings.items() if v is not None}
+        unknown = sorted(set(settings) - set(POSTPROCESS_KEYS))
+        if unknown:
+            raise ValueError(f"Unknown post-processing setting {unknown[0]!r}; known: {POSTPROCESS_KEYS}.")
         old = {k: getattr(self, k) for k in settings}
         self.set_postprocess(**settings)
         try:

@@ -105,6 +105,10 @@ def batched_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto")
     Returns: (B, M) bool keep mask.
     """
     method = _resolve_method(method)
+    boxes = ops.convert_to_tensor(boxes)
+    scores = ops.convert_to_tensor(scores)
+    labels = ops.convert_to_tensor(labels)
+    valid = ops.convert_to_tensor(valid, "bool")
     shifted = class_offset_boxes(boxes, labels, valid)
     if method == "keras":
         return nms_keep_keras(shifted, valid, iou_threshold)

@@ -1,0 +1,41 @@
+"""Entry point of the `rtmdet` command: an argparse dispatcher over the subcommands.
+
+Each subcommand module provides `add_parser(subparsers)`, which registers
+its arguments and sets `run(args) -> exit code` as the parser default.
+"""
+
+import argparse
+
+from keras_rtmdet.cli import convert
+from keras_rtmdet.cli import demo
+from keras_rtmdet.cli import predict
+from keras_rtmdet.version import __version__
+
+SUBCOMMANDS = (predict, convert, demo)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="rtmdet",
+        description="RTMDet object detection with Keras 3: detect, convert MMDetection checkpoints, demo.",
+    )
+    parser.add_argument("--version", action="version", version=f"keras-rtmdet {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Run `rtmdet` with `argv` (default `sys.argv[1:]`); return the exit code.
+
+    0: success; 1: some inputs failed or the demo found a mismatch; 2: bad
+    usage, or a model/checkpoint that cannot be loaded. argparse's own usage
+    errors raise `SystemExit(2)`.
+    """
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""`rtmdet predict`: detect objects in image files.
+
+Writes one annotated image per input and a `detections.json`:
+
+    {"model": str, "settings": {...},
+     "images": [{"file": str, "width": int, "height": int, "output": str,
+                 "detections": [{"box": [x1, y1, x2, y2], "score": float,
+                                 "label": int, "class_name": str | null}]}],
+     "errors": [{"file": str, "error": str}]}
+
+Boxes are in the original image's pixels.
+"""
+
+import collections
+import json
+import os
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn
+from rich.progress import MofNCompleteColumn
+from rich.progress import Progress
+from rich.progress import TextColumn
+from rich.progress import TimeElapsedColumn
+from rich.table import Table
+
+from keras_rtmdet.utils.drawing import draw_detections
+from keras_rtmdet.utils.image_io import expand_image_paths
+from keras_rtmdet.utils.image_io import read_image
+from keras_rtmdet.utils.image_io import write_image
+
+RESULTS_FILE = "detections.json"
+HELP = "detect objects in images and write annotated copies plus detections.json"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("predict", help=HELP, description=HELP)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories of images")
+    parser.add_argument("--preset", required=True, help="built-in preset name or a preset directory")
+    parser.add_argument(
+        "--checkpoint", metavar="PTH", help="MMDetection .pth to load into the preset's architecture"
+    )
+    parser.add_argument("--out", default=os.path.join("runs", "predict"), help="output directory")
+    parser.add_argument("--score-thr", type=float, default=0.3, help="minimum score (default 0.3)")
+    parser.add_argument("--iou-thr", type=float, help="NMS IoU threshold (default: the model's)")
+    parser.add_argument("--max-det", type=int, help="detections per image (default: the model's)")
+    parser.add_argument(
+        "--channel-order",
+        choices=("rgb", "bgr"),
+        default="rgb",
+        help="channel order of the pixel data in the files: rgb for ordinary images; bgr for files "
+        "written from BGR arrays by a tool that assumed RGB",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--save-format", choices=("jpg", "png"), default="jpg", help="annotated image format")
+    parser.set_defaults(run=run)
+
+
+def load_model(preset, checkpoint=None):
+    """An `RTMDet` from a preset name/directory, optionally with a checkpoint's weights."""
+    from keras_rtmdet import RTMDet
+
+    model = RTMDet.from_preset(preset, load_weights=checkpoint is None)
+    if checkpoint is not None:
+        model.load_checkpoint(checkpoint)
+    return model
+
+
+def image_detections(outputs, index):
+    """(boxes (K, 4), scores (K,), labels (K,)) of image `index` of `model.predict`'s outputs, unpadded."""
+    count = int(outputs["num_detections"][index])
+    return (
+        outputs["boxes"][index, :count],
+        outputs["scores"][index, :count],
+        outputs["labels"][index, :count],
+    )
+
+
+def detection_records(boxes, scores, labels, class_names=None):
+    """JSON-ready dicts `{box, score, label, class_name}`; boxes rounded to 1e-4 px, scores to 1e-6."""
+    records = []
+    for box, score, label in zip(boxes, scores, labels):
+        label = int(label)
+        name = class_names[label] if class_names is not None and 0 <= label < len(class_names) else None
+        records.append(
+            {
+                "box": [round(float(v), 4) for v in box],
+                "score": round(float(score), 6),
+                "label": label,
+                "class_name": name,
+            }
+        )
+    return records
+
+
+def save_image_result(image, detections, class_names, output_path, file):
+    """Draw and write one annotated image; return its `images` entry of detections.json.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        detections: (boxes, scores, labels) as from `image_detections`.
+    """
+    boxes, scores, labels = detections
+    write_image(output_path, draw_detections(image, boxes, scores, labels, class_names))
+    return {
+        "file": os.fspath(file),
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "output": os.path.basename(output_path),
+        "detections": detection_records(boxes, scores, labels, class_names),
+    }
+
+
+def write_results(out_dir, model_name, settings, images, errors):
+    """Write detections.json (format in the module docstring); return its path."""
+    path = os.path.join(out_dir, RESULTS_FILE)
+    payload = {"model": model_name, "settings": settings, "images": images, "errors": errors}
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)
+    return path
+
+
+def summary_table(images):
+    """A rich table: image, number of detections, the three most frequent classes."""
+    table = Table(title="Detections")
+    table.add_column("image")
+    table.add_column("#detections", justify="right")
+    table.add_column("top classes")
+    for entry in images:
+        counts = collections.Counter(d["class_name"] or f"class {d['label']}" for d in entry["detections"])
+        top = ", ".join(f"{name} ×{n}" for name, n in counts.most_common(3))
+        name = escape(os.path.basename(entry["file"]))
+        table.add_row(name, str(len(entry["detections"])), escape(top) or "—")
+    return table
+
+
+def unique_output_name(file, extension, used):
+    """`<stem>.<extension>`, suffixed `_1`, `_2`, ... when two inputs share a stem."""
+    stem = os.path.splitext(os.path.basename(file))[0] or "image"
+    name, n = f"{stem}.{extension}", 0
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}.{extension}"
+    used.add(name)
+    return name
+
+
+def run(args):
+    out, err = Console(), Console(stderr=True)
+    if args.batch_size < 1:
+        err.print("[red]error:[/] --batch-size must be at least 1.")
+        return 2
+    files, problems = expand_image_paths(args.images)
+    errors = []
+    for path, message in problems:
+        _report(err, errors, path, message)
+    try:
+        model = load_model(args.preset, args.checkpoint)
+    except (ValueError, OSError, ImportError) as error:
+        err.print(f"[red]error:[/] cannot load the model: {escape(str(error))}", highlight=False)
+        return 2
+    overrides = {
+        "score_threshold": args.score_thr,
+        "iou_threshold": args.iou_thr,
+        "max_detections": args.max_det,
+    }
+    try:
+        model.set_postprocess(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as error:
+        err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+
+    results, used = [], set()
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=True,
+        disable=len(files) < 2,
+    )
+    with progress:
+        task = progress.add_task("detecting", total=len(files))
+        for start in range(0, len(files), args.batch_size):
+            batch = []
+            for file in files[start : start + args.batch_size]:
+                try:
+                    batch.append((file, read_image(file)))
+                except ValueError as error:
+                    _report(err, errors, file, str(error))
+                    progress.advance(task)
+            if batch:
+                images = [image for _, image in batch]
+                outputs = model.predict(images, channel_order=args.channel_order, verbose=0)
+            for i, (file, image) in enumerate(batch):
+                path = os.path.join(args.out, unique_output_name(file, args.save_format, used))
+                try:
+                    detections = image_detections(outputs, i)
+                    results.append(save_image_result(image, detections, model.class_names, path, file))
+                except ValueError as error:
+                    _report(err, errors, file, str(error))
+                progress.advance(task)
+
+    settings = {key: getattr(model, key) for key in ("score_threshold", "iou_threshold", "max_detections")}
+    json_path = write_results(args.out, os.fspath(args.preset), settings, results, errors)
+    if results:
+        out.print(summary_table(results))
+    out.print(f"Wrote {len(results)} annotated image(s) and {escape(json_path)}", highlight=False)
+    if errors:
+        failed = ", ".join(e["file"] for e in errors)
+        err.print(f"[red]{len(errors)} input(s) failed:[/] {escape(failed)}", highlight=False)
+        return 1
+    return 0
+
+
+def _report(console, errors, file, message):
+    """Record a failed input for detections.json and say so on stderr."""
+    errors.append({"file": os.fspath(file), "error": message})
+    console.print(f"[red]skipped:[/] {escape(message)}", highlight=False)

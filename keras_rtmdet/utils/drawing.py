@@ -1,0 +1,79 @@
+"""Drawing detections (boxes with class name and score) on RGB images."""
+
+import colorsys
+
+import cv2
+import numpy as np
+
+# Successive multiples of the golden ratio spread hues evenly for any number
+# of classes, so neighbouring class indices get clearly different colours.
+_GOLDEN_RATIO = 0.618033988749895
+
+
+def class_color(label):
+    """The RGB colour (3 ints in [0, 255]) of class index `label`; the same on every run."""
+    hue = (int(label) * _GOLDEN_RATIO) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 0.95)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def label_text(label, score, class_names=None):
+    """`"<class name> 0.87"`, or `"class 17 0.87"` without a name for the label."""
+    label = int(label)
+    if class_names is not None and 0 <= label < len(class_names):
+        name = class_names[label]
+    else:
+        name = f"class {label}"
+    return f"{name} {float(score):.2f}"
+
+
+def draw_detections(image, boxes, scores, labels, class_names=None, thickness=None, font_scale=None):
+    """Draw boxes and "name score" labels on a copy of an image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB image; not modified.
+        boxes: (K, 4) x1, y1, x2, y2 in the image's pixels.
+        scores: (K,) scores.
+        labels: (K,) class indices; entries below 0 (padding) are skipped.
+        class_names: optional sequence mapping class index to name.
+        thickness, font_scale: line width and text size; by default they
+            grow with the image so labels stay legible.
+
+    Returns: the annotated (H, W, 3) uint8 RGB image.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"Expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}.")
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    if not len(boxes) == len(scores) == len(labels):
+        raise ValueError(f"Got {len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels.")
+    height, width = image.shape[:2]
+    size = max(height, width) / 640.0
+    thickness = thickness or max(1, int(round(2 * size)))
+    font_scale = font_scale or max(0.35, 0.5 * size)
+    canvas = np.ascontiguousarray(image.copy())
+    # Lowest score first, so the most confident boxes end up on top.
+    for i in np.argsort(scores, kind="stable"):
+        if labels[i] < 0 or not np.all(np.isfinite(boxes[i])):
+            continue
+        _draw_one(canvas, boxes[i], label_text(labels[i], scores[i], class_names), class_color(labels[i]),
+                  thickness, font_scale)
+    return canvas
+
+
+def _draw_one(canvas, box, text, color, thickness, font_scale):
+    height, width = canvas.shape[:2]
+    x1, y1, x2, y2 = (int(round(v)) for v in np.clip(box, -1, [width, height, width, height]))
+    cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, 1)
+    label_h = text_h + baseline + 2
+    # Above the box when there is room, otherwise just inside its top edge.
+    top = y1 - label_h if y1 - label_h >= 0 else max(y1, 0)
+    left = min(max(x1, 0), max(width - text_w - 2, 0))
+    cv2.rectangle(canvas, (left, top), (left + text_w + 2, top + label_h), color, cv2.FILLED)
+    luminance = (0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]) / 255.0
+    text_color = (0, 0, 0) if luminance > 0.6 else (255, 255, 255)
+    cv2.putText(canvas, text, (left + 1, top + text_h + 1), font, font_scale, text_color, 1, cv2.LINE_AA)

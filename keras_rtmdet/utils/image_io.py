@@ -1,0 +1,96 @@
+"""Reading and writing image files with OpenCV, in RGB order.
+
+cv2 works in BGR; these helpers convert at the file boundary so the rest of
+the package sees (H, W, 3) uint8 RGB arrays only.
+"""
+
+import os
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def read_image(path):
+    """Read an image file as an (H, W, 3) uint8 RGB array.
+
+    Grayscale images are expanded to 3 channels and alpha is dropped; 16-bit
+    images are reduced to 8 bits (cv2's `IMREAD_COLOR`).
+
+    Raises:
+        ValueError: naming the file, if it is missing, not a file, or cannot
+            be decoded as an image.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"Cannot read image {path}: no such file.")
+    if not os.path.isfile(path):
+        raise ValueError(f"Cannot read image {path}: not a file.")
+    try:
+        # np.fromfile + imdecode, because cv2.imread fails on non-ASCII paths
+        # on some platforms and says nothing about why.
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise ValueError(f"Cannot read image {path}: {error.strerror or error}.") from error
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError(f"Cannot read image {path}: the file is empty, corrupt or not an image.")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def write_image(path, image, jpeg_quality=95):
+    """Write an (H, W, 3) uint8 RGB array; the format follows the extension.
+
+    Raises:
+        ValueError: if the extension is unknown to cv2 or the file cannot be
+            written.
+    """
+    path = os.fspath(path)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"Expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}.")
+    extension = os.path.splitext(path)[1].lower() or ".png"
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if extension in (".jpg", ".jpeg") else []
+    try:
+        ok, encoded = cv2.imencode(extension, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+    except cv2.error as error:
+        raise ValueError(f"Cannot encode {path}: {error}") from error
+    if not ok:
+        raise ValueError(f"Cannot encode {path} as {extension}.")
+    try:
+        encoded.tofile(path)
+    except OSError as error:
+        raise ValueError(f"Cannot write {path}: {error.strerror or error}.") from error
+
+
+def expand_image_paths(paths):
+    """Expand directories into their image files.
+
+    Args:
+        paths: file and directory paths. Files are kept whatever their
+            extension (a bad one fails later, by name); a directory yields
+            its files with an `IMAGE_EXTENSIONS` suffix, sorted, not
+            recursively.
+
+    Returns: (files, problems): the file paths in order, and
+    `(path, message)` pairs for paths that yield nothing (missing paths,
+    directories without images).
+    """
+    files, problems = [], []
+    for path in map(os.fspath, paths):
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, name)
+                for name in os.listdir(path)
+                if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(path, name))
+            )
+            if not found:
+                known = ", ".join(IMAGE_EXTENSIONS)
+                problems.append((path, f"Directory {path} holds no image files ({known})."))
+            files.extend(found)
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            problems.append((path, f"Cannot read image {path}: no such file or directory."))
+    return files, problems

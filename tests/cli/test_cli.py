@@ -1,0 +1,157 @@
+"""The `rtmdet` command line, run in-process on the random-weight mini fixture."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_rtmdet.cli.demo import match_detections
+from keras_rtmdet.cli.main import main
+from keras_rtmdet.utils.coco_classes import COCO_CLASSES
+from keras_rtmdet.utils.drawing import class_color
+from keras_rtmdet.utils.drawing import draw_detections
+from keras_rtmdet.utils.image_io import read_image
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "det_mini_linear"
+MINI_ARCH = "0.167,0.125,1,false"
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    # Rich wraps at 80 columns when not on a terminal, which could split the
+    # file names the tests look for.
+    monkeypatch.setenv("COLUMNS", "400")
+
+
+@pytest.fixture(scope="module")
+def mini_preset(tmp_path_factory):
+    """A preset directory converted from the mini checkpoint by `rtmdet convert --arch`."""
+    out = tmp_path_factory.mktemp("convert") / "mini"
+    checkpoint = str(FIXTURE / "checkpoint.pth")
+    code = main(["convert", checkpoint, "--arch", MINI_ARCH, "--image-size", "160", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def _write_noise(path, height, width, seed):
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (5, 5), 0)
+    assert cv2.imwrite(str(path), image)
+
+
+def test_demo_matches_mmdet_and_writes_outputs(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "RANDOM weights" in printed and "PASS" in printed
+    for name in ("img0.jpg", "img1.jpg", "detections.json", "preset/config.json", "preset/model.weights.h5"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "detections.json").read_text())
+    assert [len(entry["detections"]) for entry in results["images"]] == [300, 300]
+    assert read_image(out / "img0.jpg").shape == (160, 160, 3)
+
+
+def test_convert_then_predict_writes_json(mini_preset, tmp_path, capsys):
+    metadata = json.loads((mini_preset / "metadata.json").read_text())
+    assert metadata["source_checkpoint"].endswith("checkpoint.pth")
+    assert metadata["arch"]["widen_factor"] == 0.125
+    images = tmp_path / "images"
+    images.mkdir()
+    _write_noise(images / "wide.png", 48, 96, seed=0)
+    _write_noise(images / "tall.jpg", 80, 40, seed=1)
+    (images / "notes.txt").write_text("not an image, and not picked up from a directory")
+    out = tmp_path / "pred"
+    args = ["--preset", str(mini_preset), "--out", str(out), "--score-thr", "0.05"]
+    code = main(["predict", str(images), *args])
+    assert code == 0
+    assert "Detections" in capsys.readouterr().out
+
+    results = json.loads((out / "detections.json").read_text())
+    assert set(results) == {"model", "settings", "images", "errors"}
+    assert results["errors"] == [] and results["settings"]["score_threshold"] == 0.05
+    by_name = {Path(entry["file"]).name: entry for entry in results["images"]}
+    assert set(by_name) == {"wide.png", "tall.jpg"}
+    assert (by_name["wide.png"]["width"], by_name["wide.png"]["height"]) == (96, 48)
+    assert (by_name["tall.jpg"]["width"], by_name["tall.jpg"]["height"]) == (40, 80)
+    detections = [d for entry in results["images"] for d in entry["detections"]]
+    assert detections, "random weights still score some boxes above 0.05"
+    for d in detections:
+        assert set(d) == {"box", "score", "label", "class_name"}
+        x1, y1, x2, y2 = d["box"]
+        assert x1 <= x2 and y1 <= y2
+        assert d["score"] >= 0.05 and d["class_name"] == COCO_CLASSES[d["label"]]
+    for entry in results["images"]:
+        assert read_image(out / entry["output"]).shape == (entry["height"], entry["width"], 3)
+
+
+def test_convert_wrong_arch_exits_2_naming_a_key(tmp_path, capsys):
+    out = tmp_path / "wrong"
+    checkpoint = str(FIXTURE / "checkpoint.pth")
+    code = main(["convert", checkpoint, "--arch", "0.167,0.25,1,false", "--image-size", "160", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "error" in err and "'backbone." in err and "Traceback" not in err
+    assert not (out / "config.json").exists()
+
+
+def test_convert_rejects_malformed_arch(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "x.pth", "--arch", "0.167,0.125", "--out", "unused"])
+    assert exit_info.value.code == 2
+    assert "deepen,widen,neck_blocks,exp_on_reg" in capsys.readouterr().err
+
+
+def test_predict_reports_corrupt_image_and_keeps_going(mini_preset, tmp_path, capsys):
+    bad, good = tmp_path / "bad.jpg", tmp_path / "good.png"
+    bad.write_bytes(b"definitely not a jpeg")
+    _write_noise(good, 64, 64, seed=2)
+    out = tmp_path / "pred"
+    inputs = [str(bad), str(good), str(tmp_path / "missing.png")]
+    code = main(["predict", *inputs, "--preset", str(mini_preset), "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "bad.jpg" in err and "missing.png" in err
+    results = json.loads((out / "detections.json").read_text())
+    assert [Path(entry["file"]).name for entry in results["images"]] == ["good.png"]
+    assert sorted(Path(entry["file"]).name for entry in results["errors"]) == ["bad.jpg", "missing.png"]
+    assert (out / "good.jpg").is_file() and not (out / "bad.jpg").exists()
+
+
+def test_read_image_errors_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match="nothere.png"):
+        read_image(tmp_path / "nothere.png")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.jpg"):
+        read_image(empty)
+
+
+def test_read_image_returns_rgb(tmp_path):
+    bgr = np.zeros((4, 6, 3), np.uint8)
+    bgr[..., 0] = 255
+    cv2.imwrite(str(tmp_path / "blue.png"), bgr)
+    rgb = read_image(tmp_path / "blue.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (4, 6, 3)
+    assert rgb[0, 0].tolist() == [0, 0, 255]
+
+
+def test_draw_detections_is_deterministic_and_copies():
+    image = np.full((64, 80, 3), 128, np.uint8)
+    boxes = np.array([[5, 10, 40, 50], [0, 0, 0, 0]], np.float32)
+    drawn = draw_detections(image, boxes, [0.9, 0.0], [3, -1], COCO_CLASSES)
+    assert drawn.shape == image.shape and drawn.dtype == np.uint8
+    assert np.all(image == 128) and not np.array_equal(drawn, image)
+    assert np.array_equal(drawn, draw_detections(image, boxes, [0.9, 0.0], [3, -1], COCO_CLASSES))
+    assert class_color(3) == class_color(3) != class_color(4)
+
+
+def test_match_detections_ignores_order():
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 20, 20], [1, 2, 3, 4]], np.float32)
+    scores = np.array([0.9, 0.5, 0.5], np.float32)
+    labels = np.array([1, 2, 2])
+    order = [2, 0, 1]
+    shifted = boxes[order] + 0.01
+    assert match_detections((boxes, scores, labels), (shifted, scores[order], labels[order]))[0] == 3
+    assert match_detections((boxes, scores, labels), (boxes + 0.05, scores, labels))[0] == 0

@@ -1,0 +1,71 @@
+"""`compile_for_inference`: export + torch.compile of the forward (torch backend only)."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_rtmdet import RTMDet
+from keras_rtmdet.inference import compile_for_inference
+
+torch_only = pytest.mark.skipif(
+    keras.config.backend() != "torch", reason="torch.export / torch.compile serving is torch-backend only"
+)
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def model():
+    return RTMDet.from_arch(0.167, 0.125, 1, False, image_size=(SIZE, SIZE))
+
+
+@pytest.fixture(scope="module")
+def compiled(model):
+    # backend="eager" skips inductor's code generation: the export path is
+    # what is under test, and it keeps the test fast.
+    return compile_for_inference(model, batch_size=2, backend="eager")
+
+
+def _images(batch):
+    rng = np.random.default_rng(0)
+    return rng.uniform(0, 255, (batch, SIZE, SIZE, 3)).astype("float32")
+
+
+def _assert_close(got, expected):
+    assert set(got) == set(expected)
+    for key in expected:
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(got[key]), keras.ops.convert_to_numpy(expected[key]), atol=1e-4
+        )
+
+
+@torch_only
+def test_matches_eager_outputs(model, compiled):
+    images = _images(2)
+    expected = model(keras.ops.convert_to_tensor(images), training=False)
+    _assert_close(compiled(images), expected)
+
+
+@torch_only
+def test_detect_matches_model_detect(model, compiled):
+    images = _images(2)
+    # Random weights give degenerate boxes; keep them so NMS has work to do.
+    with model.postprocess_settings(min_bbox_size=-1e6):
+        expected = model.detect(images)
+        got = compiled.detect(images)
+    assert int(keras.ops.convert_to_numpy(expected["num_detections"]).min()) > 0
+    _assert_close(got, expected)
+
+
+@torch_only
+def test_wrong_shape_raises(compiled):
+    with pytest.raises(ValueError, match="compiled for inputs of shape"):
+        compiled(_images(1))
+    with pytest.raises(ValueError, match="compiled for inputs of shape"):
+        compiled(np.zeros((2, SIZE + 32, SIZE, 3), "float32"))
+
+
+@pytest.mark.skipif(keras.config.backend() == "torch", reason="checks the error on other backends")
+def test_other_backend_raises(model):
+    with pytest.raises(RuntimeError, match=keras.config.backend()):
+        compile_for_inference(model, batch_size=1)
