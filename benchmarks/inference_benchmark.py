@@ -115,62 +115,60 @@ def _sync_fn():
     return lambda out: tf.nest.map_structure(lambda t: t.numpy(), out)
 
 
-def make_runner(model, path, batch_size, image_size, with_post, args):
+def make_runners(model, path, batch_size, image_size, stages, args):
+    """{stage: fn} for one path and input shape; fn(x) returns the outputs."""
     import keras
 
     backend = keras.config.backend()
-    h, w = image_size
+    if path not in KNOWN_PATHS[backend]:
+        raise ValueError(f"Unknown path {path!r} for the {backend} backend; known: {KNOWN_PATHS[backend]}.")
 
     def post(outputs):
         return model.postprocess(outputs, image_size)
 
-    if backend == "torch":
-        import torch
+    if backend == "torch" and path == "compiled":
+        from keras_rtmdet.inference import compile_for_inference
 
-        if path == "eager":
+        # One export + compile serves both stages (postprocess runs eagerly).
+        compiled = compile_for_inference(
+            model, batch_size, image_size, mode=args.compile_mode, backend=args.compile_backend
+        )
+        return {"forward": compiled, "forward+postprocess": compiled.detect}
 
-            def fn(x):
+    runners = {}
+    for stage in stages:
+        with_post = stage == "forward+postprocess"
+        if backend == "torch":  # eager
+            import torch
+
+            def fn(x, with_post=with_post):
                 with torch.no_grad():
                     out = model(x, training=False)
                     return post(out) if with_post else out
 
-            return fn
-        if path == "compiled":
-            from keras_rtmdet.inference import compile_for_inference
+        elif backend == "jax":
+            import jax
 
-            compiled = compile_for_inference(
-                model, batch_size, image_size, mode=args.compile_mode, backend=args.compile_backend
-            )
-            return compiled.detect if with_post else compiled
-    elif backend == "jax":
-        import jax
+            trainable = [v.value for v in model.trainable_variables]
+            non_trainable = [v.value for v in model.non_trainable_variables]
 
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
+            def forward(tv, ntv, x, with_post=with_post):
+                out, _ = model.stateless_call(tv, ntv, x, training=False)
+                return post(out) if with_post else out
 
-        def forward(tv, ntv, x):
-            out, _ = model.stateless_call(tv, ntv, x, training=False)
-            return post(out) if with_post else out
+            # Variables are arguments, not closure constants, so XLA does not fold them in.
+            call = jax.jit(forward) if path == "jit" else forward
+            fn = lambda x, call=call, tv=trainable, ntv=non_trainable: call(tv, ntv, x)  # noqa: E731
+        else:
+            import tensorflow as tf
 
-        if path == "jit":
-            jitted = jax.jit(forward)
-            return lambda x: jitted(trainable, non_trainable, x)
-        if path == "eager":
-            return lambda x: forward(trainable, non_trainable, x)
-    else:
-        import tensorflow as tf
+            def forward(x, with_post=with_post):
+                out = model(x, training=False)
+                return post(out) if with_post else out
 
-        def forward(x):
-            out = model(x, training=False)
-            return post(out) if with_post else out
-
-        if path == "xla":
-            return tf.function(forward, jit_compile=True)
-        if path == "graph":
-            return tf.function(forward, jit_compile=False)
-        if path == "eager":
-            return forward
-    raise ValueError(f"Unknown path {path!r} for the {backend} backend; known: {KNOWN_PATHS[backend]}.")
+            fn = forward if path == "eager" else tf.function(forward, jit_compile=path == "xla")
+        runners[stage] = fn
+    return runners
 
 
 def measure(fn, x, sync, iters, warmup):
@@ -295,7 +293,10 @@ def print_table(meta, results):
         table.add_column(h, justify="left" if i < 3 else "right")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 140))
+    console.print(table)
 
 
 def main(argv=None):
@@ -317,7 +318,7 @@ def main(argv=None):
     for size in args.image_size:
         if size % 32:
             raise SystemExit(f"--image-size must be multiples of 32, got {args.image_size}")
-    stages = [False, True] if args.with_postprocess else [False]
+    stages = ["forward", "forward+postprocess"] if args.with_postprocess else ["forward"]
     meta = {
         "preset": args.preset,
         "image_size": list(args.image_size),
@@ -345,8 +346,14 @@ def main(argv=None):
         for batch_size in args.batch_sizes:
             x = _device_array(rng.uniform(0, 255, (batch_size, *args.image_size, 3)).astype("float32"))
             for path in paths:
-                for with_post in stages:
-                    stage = "forward+postprocess" if with_post else "forward"
+                print(f"-> {dtype} batch {batch_size} {path}: setting up ...", flush=True)
+                try:
+                    t0 = time.perf_counter()
+                    runners = make_runners(model, path, batch_size, args.image_size, stages, args)
+                    setup, setup_error = time.perf_counter() - t0, None
+                except Exception as e:
+                    runners, setup, setup_error = {}, None, e
+                for stage in stages:
                     record = {
                         "backend": backend,
                         "dtype": dtype,
@@ -354,16 +361,15 @@ def main(argv=None):
                         "stage": stage,
                         "batch_size": batch_size,
                         "image_size": list(args.image_size),
+                        "setup_s": setup,
                     }
-                    print(f"-> {dtype} {path} {stage} batch {batch_size} ...", flush=True)
+                    print(f"-> {dtype} batch {batch_size} {path} {stage} ...", flush=True)
                     try:
-                        t0 = time.perf_counter()
-                        fn = make_runner(model, path, batch_size, args.image_size, with_post, args)
-                        setup = time.perf_counter() - t0
-                        first, times, out = measure(fn, x, sync, args.iters, args.warmup)
+                        if setup_error is not None:
+                            raise setup_error
+                        first, times, out = measure(runners[stage], x, sync, args.iters, args.warmup)
                         median = statistics.median(times)
                         record.update(
-                            setup_s=setup,
                             first_call_s=first,
                             median_ms=1e3 * median,
                             mean_ms=1e3 * statistics.fmean(times),
@@ -372,22 +378,23 @@ def main(argv=None):
                             images_per_s=batch_size / median,
                             times_ms=[1e3 * t for t in times],
                         )
-                        if with_post:
+                        if stage == "forward+postprocess":
                             dets = keras.ops.convert_to_numpy(out["num_detections"])
                             record["mean_detections"] = float(np.mean(dets))
+                        del out
                         print(
                             f"   median {record['median_ms']:.2f} ms, {record['images_per_s']:.1f} img/s "
-                            f"(setup {setup:.1f} s, first call {first:.1f} s)",
+                            f"(first call {first:.1f} s)",
                             flush=True,
                         )
-                        del fn, out
                     except Exception as e:  # keep going: one OOM or compile failure should not lose the rest
                         record["error"] = f"{type(e).__name__}: {e}"
-                        record["traceback"] = traceback.format_exc()
+                        record["traceback"] = "".join(traceback.format_exception(e))
                         print(f"   FAILED: {record['error'][:500]}", flush=True)
                     results.append(record)
                     write_json(args.json, meta, results)
-                    _release()
+                del runners
+                _release()
             del x
         del model
         _release()

@@ -22,11 +22,11 @@ from rich.table import Table
 from keras_rtmdet.cli.predict import image_detections
 from keras_rtmdet.cli.predict import save_image_result
 from keras_rtmdet.cli.predict import write_results
+from keras_rtmdet.utils.detection_matching import BOX_TOLERANCE_PX
+from keras_rtmdet.utils.detection_matching import SCORE_TOLERANCE
+from keras_rtmdet.utils.detection_matching import match_detections
 
 FIXTURE_NAME = "det_mini_linear"
-# The fixtures' README tolerances for final detections.
-BOX_TOLERANCE_PX = 0.02
-SCORE_TOLERANCE = 2e-4
 HELP = "offline parity demo: convert the bundled random-weight mini checkpoint, compare with mmdet"
 
 
@@ -52,41 +52,6 @@ def find_fixture(name=FIXTURE_NAME):
         f"Cannot find tests/fixtures/{name} above {start}: the demo needs a source checkout of "
         "keras_rtmdet (the fixtures are not part of the wheel), or pass --fixture DIR."
     )
-
-
-def match_detections(ours, reference, box_tol=BOX_TOLERANCE_PX, score_tol=SCORE_TOLERANCE):
-    """Match two detection sets regardless of order.
-
-    Args:
-        ours, reference: (boxes (K, 4), scores (K,), labels (K,)) each.
-
-    A pair matches when the labels are equal, every box coordinate is within
-    `box_tol` px and the scores within `score_tol`. Reference detections are
-    taken in descending score order, each matched greedily to the closest
-    free detection of ours; near-equal scores may be ordered differently by
-    the two implementations, hence no positional comparison.
-
-    Returns: (number matched, max box Δ, max score Δ) over the matched pairs.
-    """
-    boxes, scores, labels = (np.asarray(a) for a in ours)
-    ref_boxes, ref_scores, ref_labels = (np.asarray(a) for a in reference)
-    if len(boxes) == 0 or len(ref_boxes) == 0:
-        return 0, 0.0, 0.0
-    box_delta = np.abs(boxes[:, None, :].astype(np.float64) - ref_boxes[None].astype(np.float64)).max(-1)
-    score_delta = np.abs(scores[:, None].astype(np.float64) - ref_scores[None].astype(np.float64))
-    ok = (labels[:, None] == ref_labels[None]) & (box_delta <= box_tol) & (score_delta <= score_tol)
-    free = np.ones(len(boxes), bool)
-    matched, max_box, max_score = 0, 0.0, 0.0
-    for j in np.argsort(-ref_scores, kind="stable"):
-        candidates = np.flatnonzero(ok[:, j] & free)
-        if candidates.size == 0:
-            continue
-        i = candidates[np.argmin(box_delta[candidates, j])]
-        free[i] = False
-        matched += 1
-        max_box = max(max_box, float(box_delta[i, j]))
-        max_score = max(max_score, float(score_delta[i, j]))
-    return matched, max_box, max_score
 
 
 def build_preset(fixture, preset_dir):
@@ -134,7 +99,8 @@ def compare_and_save(model, outputs, images_bgr, reference, out_dir):
     for i, image_bgr in enumerate(images_bgr):
         ours = image_detections(outputs, i)
         ref = tuple(reference[f"img{i}_{key}"] for key in ("bboxes", "scores", "labels"))
-        matched, box_delta, score_delta = match_detections(ours, ref)
+        result = match_detections(ours, ref)
+        matched, box_delta, score_delta = result["matched"], result["max_box_delta"], result["max_score_delta"]
         ok = matched == len(ours[0]) == len(ref[0])
         all_match = all_match and ok
         name = f"img{i}"

@@ -121,7 +121,9 @@ class DenseDetector(keras.Model):
     def suppress(self, boxes, scores, labels, valid):
         from keras_rtmdet.ops.nms import batched_nms_keep
 
-        return batched_nms_keep(boxes, scores, labels, valid, self.iou_threshold, self.nms_method)
+        return batched_nms_keep(
+            boxes, scores, labels, valid, self.iou_threshold, self.nms_method, int(self.max_detections)
+        )
 
     def detection_fields(self, outputs, fields, prior_index, priors, image_size, scale_factors):
         """Hook for subclasses to add per-detection outputs (e.g. masks)."""

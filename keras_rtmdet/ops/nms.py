@@ -4,7 +4,7 @@
 (`tf.image.non_max_suppression` on TensorFlow, `torchvision.ops.nms` on
 PyTorch when torchvision is installed) and otherwise the pure `keras.ops`
 implementation below, which is jit-friendly and is what JAX runs. Every path
-gets the same inputs and returns the same mask; `tests/ops/nms_test.py`
+gets the same inputs and returns the same mask; `tests/ops/test_nms.py`
 checks that they agree.
 """
 
@@ -34,41 +34,44 @@ def class_offset_boxes(boxes, labels, valid):
     return boxes + offsets[..., None]
 
 
-def nms_keep_keras(boxes, valid, iou_threshold):
-    """Greedy NMS in `keras.ops` on score-sorted boxes.
+def nms_keep_keras(boxes, valid, iou_threshold, max_output=None):
+    """Greedy NMS in `keras.ops` on score-sorted boxes, one kept box per step.
 
-    Greedy NMS keeps box i iff no *kept* earlier box overlaps it by more than
-    the threshold. That rule has a unique fixed point, reached by iterating
-    `keep = valid & ~any_j(keep_j & overlap_ji)` from `keep = valid`: after t
-    rounds the first t boxes are final, and in practice the chains of
-    suppression are short, so a few rounds suffice. Each round is one batched
-    matrix-vector product, which maps well onto accelerators and `jit`.
-
-    Memory: a (B, M, M) overlap matrix.
+    Each step keeps, in every image, the first still-eligible box and drops
+    the eligible boxes that overlap it by more than the threshold. It stops
+    after `max_output` steps or when nothing is eligible, so it costs
+    O(max_output · M) work and O(B · M) memory, never an (M, M) matrix, and
+    it compiles under `jit` (a `while_loop` with fixed shapes).
 
     Args:
         boxes: (B, M, 4) xyxy, sorted by descending score along M.
         valid: (B, M) bool, candidates taking part.
+        max_output: keep at most this many boxes per image (default M).
     Returns: (B, M) bool keep mask.
     """
     m = boxes.shape[1]
-    iou = pairwise_iou(boxes, boxes)
-    index = ops.arange(m)
-    earlier = ops.expand_dims(index, 1) < ops.expand_dims(index, 0)
-    overlap = ops.logical_and(iou > iou_threshold, ops.expand_dims(earlier, 0))
-    overlap = ops.logical_and(overlap, ops.expand_dims(valid, 2))
-    overlap = ops.cast(overlap, "float32")
+    max_output = m if max_output is None else min(int(max_output), m)
+    positions = ops.arange(m)
 
-    def body(keep, changed):
-        hits = ops.einsum("bj,bji->bi", ops.cast(keep, "float32"), overlap)
-        new_keep = ops.logical_and(valid, hits < 0.5)
-        return new_keep, ops.any(ops.not_equal(new_keep, keep))
+    def cond(eligible, keep, step):
+        return ops.logical_and(step < max_output, ops.any(eligible))
 
-    keep, _ = ops.while_loop(
-        lambda keep, changed: changed,
+    def body(eligible, keep, step):
+        first = ops.argmax(ops.cast(eligible, "int32"), axis=1)
+        selected = ops.logical_and(
+            ops.expand_dims(positions, 0) == ops.expand_dims(first, 1),
+            ops.any(eligible, axis=1, keepdims=True),
+        )
+        chosen = ops.take_along_axis(boxes, ops.reshape(first, (-1, 1, 1)), axis=1)
+        overlaps = pairwise_iou(chosen, boxes)[:, 0, :] > iou_threshold
+        eligible = ops.logical_and(eligible, ops.logical_not(ops.logical_or(overlaps, selected)))
+        return eligible, ops.logical_or(keep, selected), step + 1
+
+    _, keep, _ = ops.while_loop(
+        cond,
         body,
-        (valid, ops.convert_to_tensor(True)),
-        maximum_iterations=m,
+        (valid, ops.zeros_like(valid), ops.convert_to_tensor(0, "int32")),
+        maximum_iterations=max_output,
     )
     return keep
 
@@ -89,7 +92,7 @@ def _resolve_method(method):
     return "keras"
 
 
-def batched_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto"):
+def batched_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto", max_output=None):
     """Class-aware NMS over padded, score-sorted candidates.
 
     Suppresses a box when a kept higher-scored box *of the same class*
@@ -102,6 +105,9 @@ def batched_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto")
         valid: (B, M) bool; invalid slots neither survive nor suppress.
         iou_threshold: float.
         method: `"auto"`, `"keras"`, `"tensorflow"` or `"torchvision"`.
+        max_output: the caller needs only this many survivors per image; the
+            `keras` path stops there (the others may keep more, all of them
+            after these in score order).
     Returns: (B, M) bool keep mask.
     """
     method = _resolve_method(method)
@@ -111,7 +117,7 @@ def batched_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto")
     valid = ops.convert_to_tensor(valid, "bool")
     shifted = class_offset_boxes(boxes, labels, valid)
     if method == "keras":
-        return nms_keep_keras(shifted, valid, iou_threshold)
+        return nms_keep_keras(shifted, valid, iou_threshold, max_output)
     from keras_rtmdet.ops import nms_native
 
     if method == "tensorflow":

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_rtmdet.cli.demo import match_detections
+from keras_rtmdet.utils.detection_matching import match_detections
 from keras_rtmdet.cli.main import main
 from keras_rtmdet.utils.coco_classes import COCO_CLASSES
 from keras_rtmdet.utils.drawing import class_color
@@ -153,5 +153,5 @@ def test_match_detections_ignores_order():
     labels = np.array([1, 2, 2])
     order = [2, 0, 1]
     shifted = boxes[order] + 0.01
-    assert match_detections((boxes, scores, labels), (shifted, scores[order], labels[order]))[0] == 3
-    assert match_detections((boxes, scores, labels), (boxes + 0.05, scores, labels))[0] == 0
+    assert match_detections((boxes, scores, labels), (shifted, scores[order], labels[order]))["matched"] == 3
+    assert match_detections((boxes, scores, labels), (boxes + 0.05, scores, labels))["matched"] == 0

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from keras_rtmdet import RTMDet
+from keras_rtmdet.utils.detection_matching import match_detections
 from tests.test_case import assert_dense_close
 from tests.test_case import load_fixture
-from tests.test_case import match_detections
 from tests.test_case import nchw_to_nhwc
 from tests.test_case import to_numpy
 
@@ -81,20 +81,17 @@ def _check_detections(fx, out, prefix, max_det, score_thr):
         n = int(out["num_detections"][b])
         ref_scores = preds[f"{prefix}img{b}_scores"]
         floors = [score_thr] + ([float(ref_scores.min())] if len(ref_scores) == max_det else [])
-        matched, box_d, score_d, bad_ours, bad_ref = match_detections(
-            out["boxes"][b, :n],
-            out["scores"][b, :n],
-            out["labels"][b, :n],
-            preds[f"{prefix}img{b}_bboxes"],
-            ref_scores,
-            preds[f"{prefix}img{b}_labels"],
-            floors,
+        result = match_detections(
+            (out["boxes"][b, :n], out["scores"][b, :n], out["labels"][b, :n]),
+            (preds[f"{prefix}img{b}_bboxes"], ref_scores, preds[f"{prefix}img{b}_labels"]),
+            score_floors=floors,
         )
+        bad_ours, bad_ref = result["unexplained_ours"], result["unexplained_reference"]
         assert not bad_ours and not bad_ref, (
             f"{prefix}img{b}: {len(bad_ours)} of our {n} and {len(bad_ref)} of "
             f"{len(ref_scores)} reference detections unmatched"
         )
-        assert matched >= len(ref_scores) - 2
+        assert result["matched"] >= len(ref_scores) - 2
         assert np.all(out["labels"][b, n:] == -1) and np.all(out["scores"][b, n:] == -1)
 
 

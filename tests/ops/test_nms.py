@@ -106,3 +106,15 @@ def test_unknown_method_is_rejected():
     boxes, scores, labels, valid = random_case(0, num=4)
     with pytest.raises(ValueError, match="Unknown NMS method"):
         batched_nms_keep(boxes, scores, labels, valid, 0.5, method="fast")
+
+
+@pytest.mark.parametrize("method", available_methods())
+def test_max_output_keeps_the_highest_scoring_survivors(method):
+    boxes, scores, labels, valid = random_case(5)
+    full = to_numpy(batched_nms_keep(boxes, scores, labels, valid, 0.5, method="keras"))
+    capped = to_numpy(batched_nms_keep(boxes, scores, labels, valid, 0.5, method=method, max_output=10))
+    for b in range(len(boxes)):
+        first_ten = np.where(full[b])[0][:10]
+        np.testing.assert_array_equal(np.where(capped[b])[0][:10], first_ten)
+        if method == "keras":
+            assert capped[b].sum() == 10
