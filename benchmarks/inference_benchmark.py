@@ -256,11 +256,11 @@ def write_json(path, meta, results):
 
 
 def print_table(meta, results):
-    headers = ["dtype", "path", "stage", "batch", "median ms", "p90 ms", "img/s", "first call s", "dets/img"]
+    headers = ["dtype", "path", "stage", "batch", "median ms", "p90 ms", "img/s", "setup s", "first call s", "dets/img"]
     rows = []
     for r in results:
         if r.get("error"):
-            rows.append([r["dtype"], r["path"], r["stage"], str(r["batch_size"]), "error: " + r["error"][:60], "", "", "", ""])
+            rows.append([r["dtype"], r["path"], r["stage"], str(r["batch_size"]), "error: " + r["error"][:60], "", "", "", "", ""])
             continue
         rows.append(
             [
@@ -271,6 +271,7 @@ def print_table(meta, results):
                 f"{r['median_ms']:.2f}",
                 f"{r['p90_ms']:.2f}",
                 f"{r['images_per_s']:.1f}",
+                "" if r.get("setup_s") is None else f"{r['setup_s']:.1f}",
                 f"{r['first_call_s']:.1f}",
                 "" if r.get("mean_detections") is None else f"{r['mean_detections']:.0f}",
             ]
@@ -305,12 +306,18 @@ def main(argv=None):
         if "keras" in sys.modules and os.environ.get("KERAS_BACKEND") != args.backend:
             raise SystemExit("--backend must be chosen before keras is imported")
         os.environ["KERAS_BACKEND"] = args.backend
+    # Run from a checkout without installing: the repository root holds keras_rtmdet.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import keras
     import numpy as np
 
     from keras_rtmdet import RTMDet
 
     backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # one tf.function per measurement: retracing warnings are expected
     paths = args.paths.split(",") if args.paths else list(DEFAULT_PATHS[backend])
     for path in paths:
         if path not in KNOWN_PATHS[backend]:

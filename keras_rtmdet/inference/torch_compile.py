@@ -50,8 +50,6 @@ class CompiledDetector:
         return self.input_shape[1:3]
 
     def _check(self, images):
-        import torch
-
         shape = tuple(images.shape)
         if shape != self.input_shape:
             raise ValueError(
@@ -59,10 +57,8 @@ class CompiledDetector:
                 f"(batch, height, width, channels) but got {shape}; compile another one for that "
                 "shape (compile_for_inference(model, batch_size, image_size))."
             )
-        images = keras.ops.convert_to_tensor(images)
-        if images.dtype != getattr(torch, self.dtype):
-            images = images.to(getattr(torch, self.dtype))
-        return images
+        # Moves to the model's device and casts to the compiled dtype.
+        return keras.ops.convert_to_tensor(images, dtype=self.dtype)
 
     def __call__(self, images):
         """(B, H, W, 3) pixels in [0, 255] → dict of raw per-prior outputs."""
