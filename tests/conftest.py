@@ -1,6 +1,7 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
@@ -12,6 +13,12 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     keras.config.disable_traceback_filtering()
+    if keras.config.backend() == "torch":
+        import torch
+
+        # TF32 convolutions on Ampere+ GPUs err by ~1e-3: parity needs full float32.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def pytest_collection_modifyitems(config, items):

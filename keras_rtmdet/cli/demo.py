@@ -25,6 +25,7 @@ from keras_rtmdet.cli.predict import write_results
 from keras_rtmdet.utils.detection_matching import BOX_TOLERANCE_PX
 from keras_rtmdet.utils.detection_matching import SCORE_TOLERANCE
 from keras_rtmdet.utils.detection_matching import match_detections
+from keras_rtmdet.utils.reference_fixture import test_cfg_settings
 
 FIXTURE_NAME = "det_mini_linear"
 HELP = "offline parity demo: convert the bundled random-weight mini checkpoint, compare with mmdet"
@@ -56,20 +57,10 @@ def find_fixture(name=FIXTURE_NAME):
 
 def build_preset(fixture, preset_dir):
     """Convert the fixture's checkpoint and save it as a preset; return (tensors converted, meta)."""
-    from keras_rtmdet import RTMDet
-    from keras_rtmdet.utils.coco_classes import COCO_CLASSES
+    from keras_rtmdet.utils.reference_fixture import model_from_fixture_meta
 
     meta = json.loads((fixture / "meta.json").read_text())
-    arch = meta["arch"]
-    model = RTMDet.from_arch(
-        arch["deepen_factor"],
-        arch["widen_factor"],
-        arch["num_csp_blocks"],
-        arch["exp_on_reg"],
-        num_classes=arch["num_classes"],
-        class_names=COCO_CLASSES if arch["num_classes"] == len(COCO_CLASSES) else None,
-        image_size=(arch["input_size"], arch["input_size"]),
-    )
+    model = model_from_fixture_meta(meta)
     converted = model.load_checkpoint(fixture / "checkpoint.pth")
     model.save_to_preset(
         preset_dir,
@@ -144,11 +135,7 @@ def run(args):
     # Detect with the reloaded preset, so the save/load round trip is checked too.
     model = RTMDet.from_preset(preset_dir)
     test_cfg = meta["test_cfg"]
-    settings = {
-        "score_threshold": test_cfg["score_thr"],
-        "iou_threshold": test_cfg["nms"]["iou_threshold"],
-        "max_detections": test_cfg["max_per_img"],
-    }
+    settings = test_cfg_settings(test_cfg)
     outputs = model.predict(images, channel_order="bgr", verbose=0, **settings)
     out.print(
         f"Converted {converted} tensors from {escape(os.fspath(fixture / 'checkpoint.pth'))} and "

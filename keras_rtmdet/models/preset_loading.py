@@ -67,9 +67,9 @@ class PresetMixin:
             cached = preset_cache_dir(preset)
             if _is_complete(cached):
                 return cls._from_preset_dir(cached, True, **kwargs)
-        model = cls.from_arch(
-            **spec["arch"], class_names=spec.get("class_names"), image_size=spec["image_size"], **kwargs
-        )
+        settings = {"class_names": spec.get("class_names"), "image_size": spec["image_size"]}
+        settings.update(kwargs)
+        model = cls.from_arch(**spec["arch"], **settings)
         if not load_weights:
             return model
         source = checkpoint

@@ -37,18 +37,22 @@ def nms_keep_tensorflow(boxes, scores, valid, iou_threshold):
 
 
 def nms_keep_torchvision(boxes, scores, valid, iou_threshold):
-    """Per image `torchvision.ops.nms` on the valid candidates."""
+    """`torchvision.ops.batched_nms` over the valid candidates of the whole batch.
+
+    The image index is the grouping key, so one call (and one host sync for
+    the `nonzero`) serves the batch; class separation is already in `boxes`.
+    """
     import torch
     import torchvision
 
     boxes = torch.as_tensor(boxes)
     scores = torch.as_tensor(scores)
     valid = torch.as_tensor(valid)
+    image, index = torch.nonzero(valid, as_tuple=True)
     keep = torch.zeros_like(valid)
-    for b in range(boxes.shape[0]):
-        idx = torch.nonzero(valid[b], as_tuple=True)[0]
-        if idx.numel() == 0:
-            continue
-        selected = torchvision.ops.nms(boxes[b, idx].float(), scores[b, idx].float(), iou_threshold)
-        keep[b, idx[selected]] = True
+    if image.numel():
+        selected = torchvision.ops.batched_nms(
+            boxes[image, index].float(), scores[image, index].float(), image, iou_threshold
+        )
+        keep[image[selected], index[selected]] = True
     return keep

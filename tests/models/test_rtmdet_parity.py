@@ -9,7 +9,7 @@ was recorded by mmdet itself (tests/fixtures/README in the shared folder).
 import numpy as np
 import pytest
 
-from keras_rtmdet import RTMDet
+from keras_rtmdet.utils.reference_fixture import model_from_fixture_meta
 from keras_rtmdet.utils.detection_matching import match_detections
 from tests.test_case import assert_dense_close
 from tests.test_case import load_fixture
@@ -20,22 +20,7 @@ FIXTURE_NAMES = ["det_mini_linear", "det_mini_exp"]
 
 
 def build_fixture_model(fx):
-    arch = fx["meta"]["arch"]
-    test_cfg = fx["meta"]["test_cfg"]
-    model = RTMDet.from_arch(
-        arch["deepen_factor"],
-        arch["widen_factor"],
-        arch["num_csp_blocks"],
-        arch["exp_on_reg"],
-        num_classes=arch["num_classes"],
-        image_size=(arch["input_size"], arch["input_size"]),
-        input_channel_order="bgr",
-        score_threshold=test_cfg["score_thr"],
-        nms_pre=test_cfg["nms_pre"],
-        iou_threshold=test_cfg["nms"]["iou_threshold"],
-        max_detections=test_cfg["max_per_img"],
-        min_bbox_size=test_cfg["min_bbox_size"],
-    )
+    model = model_from_fixture_meta(fx["meta"], input_channel_order="bgr")
     model.load_checkpoint(fx["checkpoint"])
     return model
 

@@ -5,7 +5,6 @@ evaluated on cv2's fixed-point uint8 bilinear resize; a float resize differs
 by up to one grey level and moves detections (see the fixtures' README).
 """
 
-import cv2
 import numpy as np
 
 CHANNEL_ORDERS = ("rgb", "bgr")
@@ -94,6 +93,8 @@ class RTMDetPreprocessor:
         for order in (input_channel_order, output_channel_order):
             if order not in CHANNEL_ORDERS:
                 raise ValueError(f"Channel order must be one of {CHANNEL_ORDERS}, got {order!r}.")
+        import cv2
+
         images = as_image_list(images)
         target_h, target_w = self.image_size
         batch = np.full((len(images), target_h, target_w, 3), self.pad_value, np.float32)
