@@ -5,11 +5,15 @@ its arguments and sets `run(args) -> exit code` as the parser default.
 """
 
 import argparse
+import os
 
-from keras_rtmdet.cli import convert
-from keras_rtmdet.cli import demo
-from keras_rtmdet.cli import predict
-from keras_rtmdet.version import __version__
+# TensorFlow's C++ start-up chatter drowns the tool's own output; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_rtmdet.cli import convert  # noqa: E402
+from keras_rtmdet.cli import demo  # noqa: E402
+from keras_rtmdet.cli import predict  # noqa: E402
+from keras_rtmdet.version import __version__  # noqa: E402
 
 SUBCOMMANDS = (predict, convert, demo)
 

@@ -1,0 +1,7 @@
+"""Training targets and losses of RTMDet."""
+
+from keras_rtmdet.training.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
+from keras_rtmdet.training.dynamic_soft_label_assigner import mask_centers_of_mass
+from keras_rtmdet.training.losses import giou_loss
+from keras_rtmdet.training.losses import quality_focal_loss
+from keras_rtmdet.training.losses import rtmdet_detection_loss
