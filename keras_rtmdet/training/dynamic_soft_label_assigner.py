@@ -14,7 +14,11 @@ Batched layout
   a negative label are padding and never take part.
 * ``gt_centers`` (B, G, 2), optional: the GT centres of the centre prior. The
   detector uses the box centre (the default); RTMDet-Ins passes the GT mask's
-  centre of mass.
+  centre of mass (`mask_centers_of_mass`).
+* N must be static. G should be static too: a static G = 0 returns all
+  background directly; a dynamic (None) G takes the general path, which
+  needs at least one (possibly padded) slot at run time. Images without GTs in
+  a batch with G ≥ 1 (all slots padded) are all background, without NaN.
 
 How the per-image algorithm maps onto fixed shapes
 --------------------------------------------------
@@ -130,7 +134,7 @@ class DynamicSoftLabelAssigner:
         ``labels`` (B, N) int32: class of the assigned GT, -1 for background;
         ``assign_metrics`` (B, N) float32: IoU of the prediction with its
             assigned GT (the soft label and the box-loss weight), 0 for
-            background; ``ious`` is the same tensor under a second name;
+            background;
         ``target_boxes`` (B, N, 4) float32: the assigned GT box, 0 for
             background;
         ``foreground_mask`` (B, N) bool.
@@ -183,7 +187,6 @@ class DynamicSoftLabelAssigner:
             "assigned_gt_index": minus_one,
             "labels": minus_one,
             "assign_metrics": zeros,
-            "ious": zeros,
             "target_boxes": ops.zeros_like(pred_boxes),
             "foreground_mask": ops.zeros(shape, dtype="bool"),
         }
@@ -292,7 +295,6 @@ class DynamicSoftLabelAssigner:
             "assigned_gt_index": ops.cast(assigned_gt_index, "int32"),
             "labels": ops.cast(labels, "int32"),
             "assign_metrics": metrics,
-            "ious": metrics,
             "target_boxes": target_boxes,
             "foreground_mask": fg,
         }

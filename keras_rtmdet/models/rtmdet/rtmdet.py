@@ -1,6 +1,7 @@
 """`RTMDet`, the object-detection task."""
 
 import keras
+from keras import ops
 
 from keras_rtmdet.layers.image_normalization import REFERENCE_MEAN_BGR
 from keras_rtmdet.layers.image_normalization import REFERENCE_STD_BGR
@@ -15,6 +16,9 @@ from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import RTMDetPreprocessor
 from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
 from keras_rtmdet.ops.boxes import distance_to_boxes
 from keras_rtmdet.ops.dense_postprocess import gather_rows
+from keras_rtmdet.training.detection_targets import normalize_detection_targets
+from keras_rtmdet.training.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
+from keras_rtmdet.training.losses import rtmdet_detection_loss
 
 # The static cap on pre-NMS candidates per image (see `select_candidates`).
 # mmdet keeps up to nms_pre=30000 per level; its deploy configs cap at 5000.
@@ -47,6 +51,8 @@ class RTMDet(PresetMixin, DenseDetector):
         min_bbox_size: drop boxes whose width or height is not above it.
         max_candidates: static cap on candidates per image entering NMS.
         nms_method: "auto", "keras", "tensorflow" or "torchvision".
+        bounding_box_format: format of the target boxes given to `fit`
+            (a `keras.utils.bounding_boxes` format; default "xyxy" pixels).
 
     Inputs of `call`: (batch, H, W, 3) pixels in [0, 255], H and W multiples
     of 32. Outputs: dict with `cls_logits` (batch, N, num_classes) and
@@ -78,6 +84,7 @@ class RTMDet(PresetMixin, DenseDetector):
         min_bbox_size=0.0,
         max_candidates=DEFAULT_MAX_CANDIDATES,
         nms_method="auto",
+        bounding_box_format="xyxy",
         **kwargs,
     ):
         if class_names is not None and len(class_names) != head.num_classes:
@@ -105,6 +112,10 @@ class RTMDet(PresetMixin, DenseDetector):
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.preprocessor = RTMDetPreprocessor(self.image_size)
+        self.bounding_box_format = bounding_box_format
+        self.assigner = DynamicSoftLabelAssigner(topk=13, soft_center_radius=3.0, iou_weight=3.0)
+        self.loss_cls_tracker = keras.metrics.Mean(name="loss_cls")
+        self.loss_bbox_tracker = keras.metrics.Mean(name="loss_bbox")
         self._init_postprocess(
             score_threshold, nms_pre, iou_threshold, max_detections, min_bbox_size, max_candidates, nms_method
         )
@@ -127,7 +138,30 @@ class RTMDet(PresetMixin, DenseDetector):
         index = candidates["prior_index"]
         points = gather_rows(priors, index)[..., :2]
         distances = gather_rows(outputs["bbox_preds"], index)
-        return distance_to_boxes(points, keras.ops.cast(distances, "float32"), max_shape=image_size)
+        return distance_to_boxes(points, ops.cast(distances, "float32"), max_shape=image_size)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """QFL + GIoU against dynamic soft-label targets, as RTMDet trains.
+
+        `x`: (B, H, W, 3) images; `y`: `{"boxes": (B, G, 4), "labels": (B, G)}`
+        padded with label −1, boxes in `bounding_box_format` (default xyxy
+        pixels of `x`). The assigner sees detached predictions. Returns
+        `loss_cls + loss_bbox`; both are tracked for the progress bar.
+        """
+        images = x["images"] if isinstance(x, dict) else x
+        image_size = tuple(images.shape[1:3])
+        targets = normalize_detection_targets(y, self.bounding_box_format, image_size)
+        priors = self.priors(image_size)
+        cls_logits = ops.cast(y_pred["cls_logits"], "float32")
+        boxes = distance_to_boxes(priors[None, :, :2], ops.cast(y_pred["bbox_preds"], "float32"))
+        assignment = self.assigner(priors, cls_logits, boxes, targets["boxes"], targets["labels"])
+        loss_cls, loss_bbox = rtmdet_detection_loss(cls_logits, boxes, assignment)
+        self.loss_cls_tracker.update_state(loss_cls)
+        self.loss_bbox_tracker.update_state(loss_bbox)
+        total = loss_cls + loss_bbox
+        if self.losses:
+            total = total + ops.sum(self.losses)
+        return total
 
     @classmethod
     def from_arch(
@@ -177,6 +211,7 @@ class RTMDet(PresetMixin, DenseDetector):
             "input_channel_order": self.input_channel_order,
             "mean": list(self.mean),
             "std": list(self.std),
+            "bounding_box_format": self.bounding_box_format,
             **self.postprocess_config(),
         }
 
