@@ -51,8 +51,17 @@ class PresetMixin:
             checkpoint: optional local MMDetection `.pth` to convert instead
                 of downloading the official one (built-in names only).
             load_weights: False builds the architecture with fresh weights.
-            **kwargs: post-processing settings (`score_threshold`, ...).
+            **kwargs: post-processing settings (`score_threshold`, ...), and
+                `num_classes` (with optional `class_names`) to fine-tune on
+                other classes: backbone, neck and box branch keep their
+                weights, the class branch starts afresh with the reference's
+                prior bias (sigmoid = 0.01).
         """
+        num_classes = kwargs.pop("num_classes", None)
+        class_names = kwargs.pop("class_names", None)
+        if num_classes is not None or class_names is not None:
+            source = cls.from_preset(preset, checkpoint=checkpoint, load_weights=load_weights, **kwargs)
+            return source.with_classes(num_classes or len(class_names), class_names)
         if os.path.isdir(os.fspath(preset)):
             return cls._from_preset_dir(os.fspath(preset), load_weights, **kwargs)
         if preset not in cls.presets:
@@ -81,6 +90,23 @@ class PresetMixin:
                 preset_cache_dir(preset),
                 metadata={"preset": preset, "source_checkpoint": spec["checkpoint_url"]},
             )
+        return model
+
+    def with_classes(self, num_classes, class_names=None):
+        """A copy of this model for other classes, keeping every weight but the class branch."""
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"Got {len(class_names)} class names for num_classes={num_classes}.")
+        config = self.get_config()
+        config["head"]["config"]["num_classes"] = int(num_classes)
+        config["class_names"] = list(class_names) if class_names is not None else None
+        config["name"] = None
+        model = type(self).from_config(config)
+        fresh = model.head.class_branch_variables()
+        sources = {v.path: v for v in self.weights}
+        for variable in model.weights:
+            if any(variable is f for f in fresh):
+                continue
+            variable.assign(sources[variable.path])
         return model
 
     @classmethod

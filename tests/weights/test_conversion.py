@@ -180,3 +180,18 @@ def test_local_checkpoint_and_preset_dir_round_trip(mini_preset, tmp_path):
         np.testing.assert_allclose(to_numpy(restored(x)[key]), to_numpy(model(x)[key]), atol=1e-6)
     with pytest.raises(ValueError, match="not a preset directory"):
         RTMDet.from_preset(str(tmp_path))
+
+
+def test_fine_tuning_on_other_classes_keeps_all_but_the_class_branch(mini_preset):
+    pretrained = RTMDet.from_preset("mini_test_coco")
+    model = RTMDet.from_preset("mini_test_coco", num_classes=3, class_names=["a", "b", "c"])
+    assert model.num_classes == 3 and model.class_names == ["a", "b", "c"]
+    source = {v.path: to_numpy(v) for v in pretrained.weights}
+    kept = [v for v in model.weights if "rtm_cls" not in v.path]
+    assert len(kept) == len(model.weights) - 6
+    for variable in kept:
+        np.testing.assert_array_equal(to_numpy(variable), source[variable.path])
+    bias = to_numpy(model.head.rtm_cls[0].bias)
+    assert bias.shape == (3,)
+    np.testing.assert_allclose(bias, -4.59512, atol=1e-4)
+    assert tuple(model(image_batch())["cls_logits"].shape) == (1, 525, 3)

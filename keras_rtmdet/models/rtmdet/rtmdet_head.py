@@ -165,6 +165,10 @@ class RTMDetSepBNHead(keras.layers.Layer):
             bbox_preds.append(self.regression_output(reg_feat, level))
         return {"cls_scores": cls_scores, "bbox_preds": bbox_preds}
 
+    def class_branch_variables(self):
+        """The weights that depend on the number of classes (`rtm_cls`)."""
+        return [v for layer in self.rtm_cls for v in layer.weights]
+
     def aliased_checkpoint_keys(self, prefix):
         """Checkpoint keys that duplicate another key's tensor.
 
