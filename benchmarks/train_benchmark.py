@@ -1,0 +1,99 @@
+"""Training throughput of RTMDet: the whole step (forward, assigner, losses, backward, AdamW).
+
+    KERAS_BACKEND=jax python benchmarks/train_benchmark.py --preset rtmdet_s_coco --batch-size 32
+
+Random weights and synthetic images with `--gts` random boxes each; reports
+images/s (median step time after warm-up; each step ends with the loss back
+on the host, which synchronises the device) and peak device memory.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_rtmdet import RTMDet  # noqa: E402
+from keras_rtmdet.training.optimizer import rtmdet_optimizer  # noqa: E402
+
+
+def synthetic_batch(batch, size, gts, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    centres = rng.uniform(0.1 * size, 0.9 * size, (batch, gts, 2))
+    wh = rng.uniform(0.03 * size, 0.4 * size, (batch, gts, 2))
+    boxes = np.clip(np.concatenate([centres - wh / 2, centres + wh / 2], -1), 0, size).astype("float32")
+    labels = rng.integers(0, 80, (batch, gts)).astype("int32")
+    return images, {"boxes": boxes, "labels": labels}
+
+
+def peak_memory_gib():
+    backend = keras.config.backend()
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.max_memory_allocated() / 2**30
+    if backend == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            return stats["peak_bytes_in_use"] / 2**30
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="rtmdet_s_coco")
+    parser.add_argument("--image-size", type=int, default=640)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--gts", type=int, default=20, help="GT boxes per image")
+    parser.add_argument("--dtype", default="float32", help="float32 or mixed_bfloat16")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args()
+
+    keras.config.set_dtype_policy(args.dtype)
+    model = RTMDet.from_preset(args.preset, load_weights=False, image_size=(args.image_size,) * 2)
+    model.compile(optimizer=rtmdet_optimizer(model, 300, 500, args.batch_size))
+    x, y = synthetic_batch(args.batch_size, args.image_size, args.gts)
+    start = time.perf_counter()
+    model.train_on_batch(x, y)
+    first = time.perf_counter() - start
+    times = []
+    for step in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        logs = model.train_on_batch(x, y, return_dict=True)
+        float(logs["loss"])
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    result = {
+        "backend": keras.config.backend(),
+        "preset": args.preset,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "gts_per_image": args.gts,
+        "dtype": args.dtype,
+        "first_step_s": round(first, 2),
+        "median_step_ms": round(median * 1e3, 2),
+        "images_per_s": round(args.batch_size / median, 1),
+        "peak_memory_gib": peak_memory_gib(),
+        "loss": {k: float(v) for k, v in logs.items()},
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
