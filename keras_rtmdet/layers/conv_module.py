@@ -13,8 +13,31 @@ BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
 
+class BatchNormBlock(keras.layers.Layer):
+    """Base of the blocks made of conv-BN units: carries their BatchNorm settings.
+
+    Args:
+        bn_epsilon, bn_momentum: BatchNorm settings (Keras momentum, i.e.
+            1 − PyTorch momentum). The RTMDet configs give 1e-5 and 0.9.
+    """
+
+    def __init__(self, bn_epsilon=BN_EPSILON, bn_momentum=BN_MOMENTUM, **kwargs):
+        super().__init__(**kwargs)
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+
+    def bn_kwargs(self):
+        """Keyword arguments that give a sub-block the same settings and dtype."""
+        return dict(bn_epsilon=self.bn_epsilon, bn_momentum=self.bn_momentum, dtype=self.dtype_policy)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"bn_epsilon": self.bn_epsilon, "bn_momentum": self.bn_momentum})
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
-class ConvModule(keras.layers.Layer):
+class ConvModule(BatchNormBlock):
     """Conv2D (no bias) → BatchNorm → SiLU, as mmcv's `ConvModule`.
 
     Args:
@@ -41,14 +64,12 @@ class ConvModule(keras.layers.Layer):
         bn_momentum=BN_MOMENTUM,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, **kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
         self.groups = groups
         self.activation = activation
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
         explicit_pad = strides > 1
         padding = "valid" if explicit_pad else "same"
         self._pad = kernel_size // 2 if explicit_pad else 0
@@ -126,15 +147,13 @@ class ConvModule(keras.layers.Layer):
                 "strides": self.strides,
                 "groups": self.groups,
                 "activation": self.activation,
-                "bn_epsilon": self.bn_epsilon,
-                "bn_momentum": self.bn_momentum,
             }
         )
         return config
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
-class DepthwiseSeparableConvModule(keras.layers.Layer):
+class DepthwiseSeparableConvModule(BatchNormBlock):
     """Depthwise k×k ConvModule then pointwise 1×1 ConvModule, each with BN+SiLU.
 
     Input: (batch, H, W, C_in). Output: (batch, H/s, W/s, filters).
@@ -149,16 +168,13 @@ class DepthwiseSeparableConvModule(keras.layers.Layer):
         bn_momentum=BN_MOMENTUM,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, **kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
         self.strides = strides
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self._bn_kwargs = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum)
         self.depthwise_conv = None
         self.pointwise_conv = ConvModule(
-            filters, 1, dtype=self.dtype_policy, name="pointwise_conv", **self._bn_kwargs
+            filters, 1, name="pointwise_conv", **self.bn_kwargs()
         )
 
     def build(self, input_shape):
@@ -168,9 +184,8 @@ class DepthwiseSeparableConvModule(keras.layers.Layer):
             self.kernel_size,
             strides=self.strides,
             groups=channels,
-            dtype=self.dtype_policy,
             name="depthwise_conv",
-            **self._bn_kwargs,
+            **self.bn_kwargs(),
         )
         self.depthwise_conv.build(input_shape)
         mid_shape = self.depthwise_conv.compute_output_shape(input_shape)
@@ -196,8 +211,6 @@ class DepthwiseSeparableConvModule(keras.layers.Layer):
                 "filters": self.filters,
                 "kernel_size": self.kernel_size,
                 "strides": self.strides,
-                "bn_epsilon": self.bn_epsilon,
-                "bn_momentum": self.bn_momentum,
             }
         )
         return config

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_rtmdet.layers.conv_module import BN_EPSILON
 from keras_rtmdet.layers.conv_module import BN_MOMENTUM
+from keras_rtmdet.layers.conv_module import BatchNormBlock
 from keras_rtmdet.layers.conv_module import ConvModule
 from keras_rtmdet.layers.conv_module import DepthwiseSeparableConvModule
 
@@ -38,7 +39,7 @@ class ChannelAttention(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
-class CSPNeXtBlock(keras.layers.Layer):
+class CSPNeXtBlock(BatchNormBlock):
     """3×3 ConvModule → depthwise-separable 5×5, with an optional residual.
 
     Input and output: (batch, H, W, filters). The residual is added only when
@@ -54,13 +55,11 @@ class CSPNeXtBlock(keras.layers.Layer):
         bn_momentum=BN_MOMENTUM,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, **kwargs)
         self.filters = filters
         self.add_identity = add_identity
         self.kernel_size = kernel_size
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        bn = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, dtype=self.dtype_policy)
+        bn = self.bn_kwargs()
         self.conv1 = ConvModule(filters, 3, name="conv1", **bn)
         self.conv2 = DepthwiseSeparableConvModule(filters, kernel_size, name="conv2", **bn)
         self._residual = False
@@ -85,15 +84,13 @@ class CSPNeXtBlock(keras.layers.Layer):
                 "filters": self.filters,
                 "add_identity": self.add_identity,
                 "kernel_size": self.kernel_size,
-                "bn_epsilon": self.bn_epsilon,
-                "bn_momentum": self.bn_momentum,
             }
         )
         return config
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
-class CSPLayer(keras.layers.Layer):
+class CSPLayer(BatchNormBlock):
     """Cross-stage-partial layer with CSPNeXt blocks.
 
     `main_conv` (1×1) feeds `num_blocks` CSPNeXt blocks; `short_conv` (1×1)
@@ -114,16 +111,14 @@ class CSPLayer(keras.layers.Layer):
         bn_momentum=BN_MOMENTUM,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, **kwargs)
         self.filters = filters
         self.num_blocks = num_blocks
         self.add_identity = add_identity
         self.channel_attention = channel_attention
         self.expand_ratio = expand_ratio
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
         mid = int(filters * expand_ratio)
-        bn = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, dtype=self.dtype_policy)
+        bn = self.bn_kwargs()
         self.main_conv = ConvModule(mid, 1, name="main_conv", **bn)
         self.short_conv = ConvModule(mid, 1, name="short_conv", **bn)
         self.blocks = [
@@ -166,15 +161,13 @@ class CSPLayer(keras.layers.Layer):
                 "add_identity": self.add_identity,
                 "channel_attention": self.channel_attention,
                 "expand_ratio": self.expand_ratio,
-                "bn_epsilon": self.bn_epsilon,
-                "bn_momentum": self.bn_momentum,
             }
         )
         return config
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
-class SPPBottleneck(keras.layers.Layer):
+class SPPBottleneck(BatchNormBlock):
     """Spatial pyramid pooling: 1×1 conv, parallel stride-1 max pools, 1×1 conv.
 
     `concat([x, pool5(x), pool9(x), pool13(x)])` in that order (kernels from
@@ -192,12 +185,10 @@ class SPPBottleneck(keras.layers.Layer):
         bn_momentum=BN_MOMENTUM,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, **kwargs)
         self.filters = filters
         self.pool_sizes = tuple(pool_sizes)
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self._bn = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, dtype=self.dtype_policy)
+        self._bn = self.bn_kwargs()
         self.conv1 = None
         self.conv2 = ConvModule(filters, 1, name="conv2", **self._bn)
         self.pools = [
@@ -227,8 +218,6 @@ class SPPBottleneck(keras.layers.Layer):
             {
                 "filters": self.filters,
                 "pool_sizes": list(self.pool_sizes),
-                "bn_epsilon": self.bn_epsilon,
-                "bn_momentum": self.bn_momentum,
             }
         )
         return config

@@ -5,12 +5,13 @@ from keras import ops
 
 from keras_rtmdet.layers.conv_module import BN_EPSILON
 from keras_rtmdet.layers.conv_module import BN_MOMENTUM
+from keras_rtmdet.layers.conv_module import BatchNormBlock
 from keras_rtmdet.layers.conv_module import ConvModule
 from keras_rtmdet.layers.csp_layer import CSPLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
-class CSPNeXtPAFPN(keras.layers.Layer):
+class CSPNeXtPAFPN(BatchNormBlock):
     """Top-down then bottom-up feature fusion over the backbone's C3..Cn.
 
     The *reduced* top-down tensors (not the raw inputs) are the laterals of
@@ -37,14 +38,12 @@ class CSPNeXtPAFPN(keras.layers.Layer):
         bn_momentum=BN_MOMENTUM,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, **kwargs)
         self.in_channels = tuple(in_channels)
         self.out_channels = out_channels
         self.num_csp_blocks = num_csp_blocks
         self.expand_ratio = expand_ratio
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        bn = dict(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, dtype=self.dtype_policy)
+        bn = self.bn_kwargs()
         csp = dict(num_blocks=num_csp_blocks, add_identity=False, expand_ratio=expand_ratio, **bn)
         n = len(self.in_channels)
         self.reduce_layers = []
@@ -118,8 +117,6 @@ class CSPNeXtPAFPN(keras.layers.Layer):
                 "out_channels": self.out_channels,
                 "num_csp_blocks": self.num_csp_blocks,
                 "expand_ratio": self.expand_ratio,
-                "bn_epsilon": self.bn_epsilon,
-                "bn_momentum": self.bn_momentum,
             }
         )
         return config

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_rtmdet.layers.conv_module import BN_EPSILON
 from keras_rtmdet.layers.conv_module import BN_MOMENTUM
+from keras_rtmdet.layers.conv_module import BatchNormBlock
 
 # Bias of the class logits at initialisation: sigmoid(b) = 0.01.
 PRIOR_PROB = 0.01
@@ -18,7 +19,7 @@ def head_kernel_initializer():
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
-class RTMDetSepBNHead(keras.layers.Layer):
+class RTMDetSepBNHead(BatchNormBlock):
     """The RTMDet detection head.
 
     Per level: a classification tower and a regression tower of
@@ -57,7 +58,7 @@ class RTMDetSepBNHead(keras.layers.Layer):
         bn_momentum=BN_MOMENTUM,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, **kwargs)
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.feat_channels = feat_channels
@@ -65,8 +66,6 @@ class RTMDetSepBNHead(keras.layers.Layer):
         self.strides = tuple(strides)
         self.exp_on_reg = exp_on_reg
         self.pred_kernel_size = pred_kernel_size
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
         self.towers = {}
         for tower in self.tower_names():
             self.towers[tower] = self._make_tower(tower)
@@ -195,8 +194,6 @@ class RTMDetSepBNHead(keras.layers.Layer):
                 "strides": list(self.strides),
                 "exp_on_reg": self.exp_on_reg,
                 "pred_kernel_size": self.pred_kernel_size,
-                "bn_epsilon": self.bn_epsilon,
-                "bn_momentum": self.bn_momentum,
             }
         )
         return config
