@@ -5,3 +5,6 @@ from keras_rtmdet.training.dynamic_soft_label_assigner import mask_centers_of_ma
 from keras_rtmdet.training.losses import giou_loss
 from keras_rtmdet.training.losses import quality_focal_loss
 from keras_rtmdet.training.losses import rtmdet_detection_loss
+from keras_rtmdet.training.ema import ExpMomentumEMA
+from keras_rtmdet.training.flat_cosine_schedule import FlatCosineSchedule
+from keras_rtmdet.training.optimizer import rtmdet_optimizer
