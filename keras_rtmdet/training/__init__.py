@@ -1,4 +1,4 @@
-"""Training targets and losses of RTMDet."""
+"""Training RTMDet: targets, losses, optimiser, schedule and EMA."""
 
 from keras_rtmdet.training.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
 from keras_rtmdet.training.dynamic_soft_label_assigner import mask_centers_of_mass

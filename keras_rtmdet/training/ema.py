@@ -7,6 +7,8 @@ import os
 import keras
 import numpy as np
 
+from keras_rtmdet.training.ema_update import make_ema_update
+
 STEPS_KEY = "steps"
 
 
@@ -332,55 +334,10 @@ class ExpMomentumEMA(keras.callbacks.Callback):
             self._jax_index = index
 
     def _average_fn(self):
-        """`fn(source_values, keep, m)`: `avg ← keep·avg + m·src` for every EMA variable, batched per backend."""
-        if self._update_fn is not None:
-            return self._update_fn
-        backend = keras.backend.backend()
-        average = self._average
-        if backend == "jax":
-            import jax
-
-            def step(avg, src, keep, m):
-                return [a * keep.astype(a.dtype) + s.astype(a.dtype) * m.astype(a.dtype) for a, s in zip(avg, src)]
-
-            jitted = jax.jit(step)  # no buffer donation: a caller may still hold an EMA array
-
-            def fn(src, keep, m):
-                new = jitted([a.value for a in average], list(src), np.float32(keep), np.float32(m))
-                for a, x in zip(average, new):
-                    a.assign(x)
-
-        elif backend == "tensorflow":
-            import tensorflow as tf
-
-            source = self._source
-
-            @tf.function(autograph=False)
-            def tf_step(keep, m):
-                for a, s in zip(average, source):
-                    a.assign(a.value * tf.cast(keep, a.dtype) + tf.cast(s.value, a.dtype) * tf.cast(m, a.dtype))
-
-            def fn(src, keep, m):  # reads the model variables inside the graph
-                tf_step(tf.constant(keep, tf.float64), tf.constant(m, tf.float64))
-
-        elif backend == "torch":
-            import torch
-
-            def fn(src, keep, m):
-                with torch.no_grad():
-                    avg = [a.value for a in average]
-                    src = [s.detach().to(a.dtype) for a, s in zip(avg, src)]
-                    torch._foreach_mul_(avg, keep)
-                    torch._foreach_add_(avg, src, alpha=m)
-
-        else:
-
-            def fn(src, keep, m):
-                for a, s in zip(average, src):
-                    a.assign(a.value * keep + keras.ops.cast(s, a.dtype) * m)
-
-        self._update_fn = fn
-        return fn
+        """`fn(source_values, keep, m)`: `avg ← keep·avg + m·src` for every EMA variable."""
+        if self._update_fn is None:
+            self._update_fn = make_ema_update(self._average, self._source)
+        return self._update_fn
 
     # ------------------------------------------------------------------ swap
 

@@ -244,3 +244,19 @@ def test_half_precision_weights_are_averaged_in_float32():
         assert kernel.dtype == "bfloat16"
         np.testing.assert_allclose(to_numpy(kernel.value).astype("float32"), weights(ema.ema_variables)[0], rtol=1e-2)
     np.testing.assert_array_equal(to_numpy(kernel.value), raw[-1][0])
+
+
+def test_fused_update_equals_the_keras_ops_update():
+    from keras_rtmdet.training.ema_update import make_ema_update
+
+    rng = np.random.default_rng(0)
+    source = [keras.Variable(rng.normal(size=s).astype("float32")) for s in [(3, 4), (4,), (2, 2, 5)]]
+    fused = [keras.Variable(np.ones(v.shape, "float32")) for v in source]
+    plain = [keras.Variable(np.ones(v.shape, "float32")) for v in source]
+    for step in range(3):
+        for v in source:
+            v.assign(v.value + 1.0)
+        make_ema_update(fused, source)([v.value for v in source], 0.9, 0.1)
+        make_ema_update(plain, source, method="keras")([v.value for v in source], 0.9, 0.1)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-6)
