@@ -5,3 +5,13 @@ from keras_rtmdet.layers.csp_layer import CSPLayer
 from keras_rtmdet.layers.csp_layer import CSPNeXtBlock
 from keras_rtmdet.layers.csp_layer import SPPBottleneck
 from keras_rtmdet.layers.image_normalization import ImageNormalization
+
+__all__ = [
+    "CSPLayer",
+    "CSPNeXtBlock",
+    "ChannelAttention",
+    "ConvModule",
+    "DepthwiseSeparableConvModule",
+    "ImageNormalization",
+    "SPPBottleneck",
+]

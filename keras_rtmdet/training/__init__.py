@@ -8,3 +8,14 @@ from keras_rtmdet.training.losses import rtmdet_detection_loss
 from keras_rtmdet.training.ema import ExpMomentumEMA
 from keras_rtmdet.training.flat_cosine_schedule import FlatCosineSchedule
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
+
+__all__ = [
+    "DynamicSoftLabelAssigner",
+    "ExpMomentumEMA",
+    "FlatCosineSchedule",
+    "giou_loss",
+    "mask_centers_of_mass",
+    "quality_focal_loss",
+    "rtmdet_detection_loss",
+    "rtmdet_optimizer",
+]
