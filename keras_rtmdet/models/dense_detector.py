@@ -45,6 +45,17 @@ class DenseDetector(keras.Model):
     `decode_candidates` (and optionally `detection_fields`).
     """
 
+    def compile(self, optimizer="adamw", **kwargs):
+        """`keras.Model.compile`, with the optimizer's slots created at once.
+
+        TensorFlow traces a `tf.function` twice when its first call creates
+        variables; building the optimizer here keeps `fit`'s first step to a
+        single trace of the train step (≈ half the start-up time).
+        """
+        super().compile(optimizer=optimizer, **kwargs)
+        if self.built and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
     def _init_postprocess(
         self,
         score_threshold,

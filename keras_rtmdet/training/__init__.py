@@ -8,6 +8,7 @@ from keras_rtmdet.training.losses import rtmdet_detection_loss
 from keras_rtmdet.training.ema import ExpMomentumEMA
 from keras_rtmdet.training.flat_cosine_schedule import FlatCosineSchedule
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
+from keras_rtmdet.training.resumable import resumable_training_callbacks
 
 __all__ = [
     "DynamicSoftLabelAssigner",
@@ -17,5 +18,6 @@ __all__ = [
     "mask_centers_of_mass",
     "quality_focal_loss",
     "rtmdet_detection_loss",
+    "resumable_training_callbacks",
     "rtmdet_optimizer",
 ]

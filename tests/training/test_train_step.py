@@ -21,7 +21,11 @@ def shapes_batch(num_images=4, seed=0):
     for i in range(num_images):
         for j in range(2):
             # One object per half of the image, so that none hides another.
-            w, h = rng.integers(12, SIZE // 2 - 2), rng.integers(14, 30)
+            # At least 20 px: four or more stride-8 priors fall inside every
+            # box. With only one, a prior whose initial box comes out inverted
+            # has IoU 0, hence a zero soft label and zero box-loss weight (as in
+            # the reference), and that object may never be learnt.
+            w, h = rng.integers(20, SIZE // 2 - 2), rng.integers(20, 30)
             x0, y0 = j * SIZE // 2 + rng.integers(0, SIZE // 2 - w), rng.integers(0, SIZE - h)
             c = int(rng.integers(0, 3))
             images[i, y0 : y0 + h, x0 : x0 + w] = colours[c]

@@ -1,0 +1,85 @@
+"""An RTMDet `fit` killed midway resumes where it stopped: weights, optimizer, schedule position and EMA."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_rtmdet.training.ema import ExpMomentumEMA
+from keras_rtmdet.training.optimizer import rtmdet_optimizer
+from keras_rtmdet.training.resumable import resumable_training_callbacks
+from tests.test_case import to_numpy
+from tests.training.test_train_step import shapes_batch
+from tests.training.test_train_step import tiny_model
+
+EPOCHS, BATCH, NUM_IMAGES = 3, 2, 4
+STEPS_PER_EPOCH = NUM_IMAGES // BATCH
+EMA = dict(momentum=0.05, gamma=4.0)  # fast enough that a lost or repeated EMA step shows
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raises inside epoch `epoch`, before batch `batch` runs."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at, self.epoch = (epoch, batch), None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise KeyboardInterrupt("killed")
+
+
+def compiled_model():
+    model = tiny_model()
+    # Warm-up (capped at a tenth of the run = 1 step here), flat, then cosine: every step sees another rate.
+    model.compile(
+        optimizer=rtmdet_optimizer(model, EPOCHS, STEPS_PER_EPOCH, BATCH, base_learning_rate=0.004, base_batch_size=4)
+    )
+    return model
+
+
+def run(model, callbacks):
+    images, targets = shapes_batch(NUM_IMAGES)
+    return model.fit(images, targets, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks)
+
+
+def state(model, ema):
+    return (
+        [to_numpy(v.value) for v in model.weights],
+        [to_numpy(v.value) for v in model.optimizer.variables],
+        [to_numpy(v.value) for v in ema.ema_variables],
+    )
+
+
+def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
+    model = compiled_model()
+    ema = ExpMomentumEMA(**EMA)
+    full = run(model, [ema]).history
+    expected = state(model, ema)
+    assert int(to_numpy(model.optimizer.iterations)) == EPOCHS * STEPS_PER_EPOCH
+
+    run_dir = tmp_path / "run"
+    model = compiled_model()
+    with pytest.raises(KeyboardInterrupt):
+        run(model, resumable_training_callbacks(run_dir, **EMA) + [Interrupt(epoch=1, batch=1)])
+    assert sorted(p.name for p in run_dir.iterdir()) == ["backup", "ema_backup.npz"]
+
+    # A new process would build everything from scratch: a fresh model, optimizer and callbacks.
+    keras.backend.clear_session()
+    model = compiled_model()
+    callbacks = resumable_training_callbacks(run_dir, **EMA)
+    ema = callbacks[-1]
+    resumed = run(model, callbacks).history
+
+    assert ema.steps == EPOCHS * STEPS_PER_EPOCH
+    assert int(to_numpy(model.optimizer.iterations)) == EPOCHS * STEPS_PER_EPOCH
+    # Resumed from the end of epoch 0: epochs 1 and 2 ran again and logged the same losses.
+    np.testing.assert_allclose(resumed["loss"], full["loss"][1:], rtol=1e-4)
+    names = ["model weights", "optimizer state", "EMA"]
+    for name, got, want in zip(names, state(model, ema), expected, strict=True):
+        assert len(got) == len(want), name
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=name)
+    assert list(run_dir.iterdir()) == []
