@@ -1,1 +1,1 @@
-"""The `rtmdet` command line: `predict`, `convert` and `demo` (see `keras_rtmdet.cli.main`)."""
+"""The `rtmdet` command line: `predict`, `train`, `val`, `convert`, `demo`, `parity` (see `keras_rtmdet.cli.main`)."""

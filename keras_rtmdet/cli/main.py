@@ -12,16 +12,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_rtmdet.cli import convert  # noqa: E402
 from keras_rtmdet.cli import demo  # noqa: E402
+from keras_rtmdet.cli import parity  # noqa: E402
 from keras_rtmdet.cli import predict  # noqa: E402
+from keras_rtmdet.cli import train  # noqa: E402
+from keras_rtmdet.cli import val  # noqa: E402
 from keras_rtmdet.version import __version__  # noqa: E402
 
-SUBCOMMANDS = (predict, convert, demo)
+SUBCOMMANDS = (predict, train, val, convert, demo, parity)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="rtmdet",
-        description="RTMDet object detection with Keras 3: detect, convert MMDetection checkpoints, demo.",
+        description="RTMDet object detection with Keras 3: detect, train, evaluate, convert MMDetection checkpoints.",
     )
     parser.add_argument("--version", action="version", version=f"keras-rtmdet {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -33,7 +36,7 @@ def build_parser():
 def main(argv=None):
     """Run `rtmdet` with `argv` (default `sys.argv[1:]`); return the exit code.
 
-    0: success; 1: some inputs failed or the demo found a mismatch; 2: bad
+    0: success; 1: some inputs failed, or the parity check found a mismatch; 2: bad
     usage, or a model/checkpoint that cannot be loaded. argparse's own usage
     errors raise `SystemExit(2)`.
     """

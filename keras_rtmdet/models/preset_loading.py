@@ -133,8 +133,12 @@ class PresetMixin:
         os.makedirs(preset_dir, exist_ok=True)
         weights = os.path.join(preset_dir, WEIGHTS_FILE)
         self.save_weights(weights)
+        config = keras.saving.serialize_keras_object(self)
+        # A preset is an architecture plus weights; the training setup (an optimizer with a
+        # schedule bound to one run) is not part of it.
+        config.pop("compile_config", None)
         with open(os.path.join(preset_dir, CONFIG_FILE), "w") as f:
-            json.dump(keras.saving.serialize_keras_object(self), f, indent=2)
+            json.dump(config, f, indent=2)
         info = {
             "keras_version": keras.__version__,
             "keras_rtmdet_version": __version__,

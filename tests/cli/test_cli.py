@@ -41,9 +41,9 @@ def _write_noise(path, height, width, seed):
     assert cv2.imwrite(str(path), image)
 
 
-def test_demo_matches_mmdet_and_writes_outputs(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
+def test_parity_matches_mmdet_and_writes_outputs(tmp_path, capsys):
+    out = tmp_path / "parity"
+    assert main(["parity", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "RANDOM weights" in printed and "PASS" in printed
     for name in ("img0.jpg", "img1.jpg", "detections.json", "preset/config.json", "preset/model.weights.h5"):

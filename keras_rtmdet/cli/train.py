@@ -1,0 +1,159 @@
+"""`rtmdet train`: train or fine-tune RTMDet with the reference recipe.
+
+Writes to `--out`: `args.json` (to resume), `results.csv` and `train_log.csv`
+(per-epoch losses and COCO stats), `best/` and `last/` presets (EMA weights),
+`results.png` (loss and mAP curves) and `val_predictions/` (a few validation
+images with the final model's boxes drawn). `--resume DIR` continues an
+interrupted run from its last finished epoch.
+"""
+
+import argparse
+import json
+import os
+
+from rich.console import Console
+from rich.markup import escape
+
+from keras_rtmdet.cli.data_args import add_data_arguments
+from keras_rtmdet.cli.data_args import build_sources
+
+HELP = "train an RTMDet detector (COCO JSON, tensorflow-datasets or synthetic data)"
+ARGS_FILE = "args.json"
+SIZES = ("tiny", "s", "m", "l", "x")
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("train", help=HELP, description=HELP)
+    add_data_arguments(parser, train=True)
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", help="start from a preset's weights (name or directory); head resized to the data")
+    model.add_argument("--size", choices=SIZES, default="s", help="architecture when not --preset (default s)")
+    model.add_argument("--image-size", type=int, default=640, help="training/eval image side (default 640)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--epochs", type=int, default=300, help="epochs (default 300)")
+    run.add_argument("--batch-size", type=int, default=32, help="global batch (default 32)")
+    run.add_argument("--stage2-epochs", type=int, help="final epochs without Mosaic/MixUp (default 20/300 of the run)")
+    run.add_argument("--lr", type=float, default=0.004, help="learning rate at batch 256, scaled linearly (0.004)")
+    run.add_argument("--warmup-steps", type=int, default=1000, help="linear warm-up steps (1000)")
+    run.add_argument("--val-every", type=int, default=10, help="evaluate every N epochs, and at the end (10)")
+    run.add_argument("--max-boxes", type=int, default=100, help="objects kept per training image (100)")
+    run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
+    run.add_argument("--out", default=os.path.join("runs", "train"), help="run directory")
+    run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    run.add_argument("--num-val-images", type=int, default=4, help="validation images drawn at the end (4)")
+    parser.set_defaults(run=run_command)
+
+
+def _saved_args(out):
+    path = os.path.join(out, ARGS_FILE)
+    if not os.path.isfile(path):
+        raise ValueError(f"--resume: {out} has no {ARGS_FILE}, so there is no run to resume there.")
+    with open(path) as f:
+        return json.load(f)
+
+
+def build_model(args, num_classes, class_names):
+    import keras
+
+    from keras_rtmdet import RTMDet
+    from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
+
+    keras.utils.set_random_seed(args.seed)
+    size = (args.image_size, args.image_size)
+    if args.preset:
+        return RTMDet.from_preset(args.preset, num_classes=num_classes, class_names=class_names, image_size=size)
+    arch = dict(RTMDET_PRESETS[f"rtmdet_{args.size}_coco"]["arch"], num_classes=num_classes)
+    return RTMDet.from_arch(**arch, class_names=class_names, image_size=size)
+
+
+def draw_validation_images(model, source, out_dir, count):
+    """Predict on the first `count` validation images and write them with boxes drawn; return the paths."""
+    from keras_rtmdet.cli.predict import image_detections
+    from keras_rtmdet.utils.drawing import draw_detections
+    from keras_rtmdet.utils.image_io import write_image
+
+    os.makedirs(out_dir, exist_ok=True)
+    ids = list(source.image_ids)[:count]
+    images = [source.load_image(i) for i in ids]
+    outputs = model.predict(images, verbose=0, score_threshold=0.3)
+    paths = []
+    for n, (image_id, image) in enumerate(zip(ids, images)):
+        path = os.path.join(out_dir, f"{image_id}.jpg")
+        write_image(path, draw_detections(image, *image_detections(outputs, n), model.class_names))
+        paths.append(path)
+    return paths
+
+
+def run_command(args):
+    out, err = Console(), Console(stderr=True)
+    try:
+        if args.resume:
+            saved = _saved_args(args.out)
+            args = argparse.Namespace(**{**saved, "resume": True, "out": args.out, "run": args.run})
+        elif os.path.isdir(os.path.join(args.out, "backup")):
+            raise ValueError(f"{args.out} holds an interrupted run: pass --resume to continue it, or another --out.")
+        train_source, val_source = build_sources(args, train=True)
+        model = build_model(args, train_source.num_classes, list(train_source.class_names))
+    except (ValueError, OSError, ImportError, argparse.ArgumentTypeError) as error:
+        err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    if not args.resume:
+        with open(os.path.join(args.out, ARGS_FILE), "w") as f:
+            json.dump({k: v for k, v in vars(args).items() if k != "run"}, f, indent=2)
+
+    from keras_rtmdet.training.train_recipe import train_rtmdet
+
+    size = args.size if not args.preset else _preset_size(args.preset)
+    out.print(
+        f"Training RTMDet-{size} ({model.count_params():,} parameters, {train_source.num_classes} classes) on "
+        f"{len(train_source)} images at {args.image_size}², batch {args.batch_size}, {args.epochs} epochs → "
+        f"{escape(args.out)}",
+        highlight=False,
+    )
+    try:
+        train_rtmdet(
+            model,
+            train_source,
+            args.out,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            val_source=val_source,
+            model_size=size,
+            image_size=args.image_size,
+            stage2_epochs=args.stage2_epochs,
+            max_boxes=args.max_boxes,
+            val_every=args.val_every,
+            base_learning_rate=args.lr,
+            warmup_steps=args.warmup_steps,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        return 2
+    finish_run(model, val_source, args.out, args.num_val_images, out)
+    return 0
+
+
+def finish_run(model, val_source, out_dir, num_val_images, console):
+    """The end-of-run artefacts: `results.png` and drawn validation images."""
+    from keras_rtmdet.evaluation.results_plot import plot_results
+    from keras_rtmdet.training.train_recipe import TRAIN_LOG
+
+    written = []
+    results = os.path.join(out_dir, "results.csv")
+    if os.path.isfile(results):
+        log = os.path.join(out_dir, TRAIN_LOG)
+        plot_results(results, os.path.join(out_dir, "results.png"), log if os.path.isfile(log) else None)
+        written.append("results.png")
+    if val_source is not None and num_val_images > 0:
+        draw_validation_images(model, val_source, os.path.join(out_dir, "val_predictions"), num_val_images)
+        written.append("val_predictions/")
+    console.print(f"Wrote {', '.join(written) or 'the run files'} in {escape(out_dir)}.", highlight=False)
+
+
+def _preset_size(preset):
+    for size in SIZES:
+        if f"_{size}_" in os.path.basename(os.path.normpath(preset)) + "_":
+            return size
+    return "s"

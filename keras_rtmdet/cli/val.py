@@ -1,0 +1,55 @@
+"""`rtmdet val`: COCO metrics of a model on a validation set (pycocotools).
+
+Prints the 12 COCO stats and the per-class AP table; writes them to
+`--out/metrics.json`.
+"""
+
+import argparse
+import json
+import os
+
+from rich.console import Console
+from rich.markup import escape
+
+from keras_rtmdet.cli.data_args import add_data_arguments
+from keras_rtmdet.cli.data_args import build_sources
+
+HELP = "evaluate a model with COCO metrics on a validation set"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("val", help=HELP, description=HELP)
+    parser.add_argument("--preset", required=True, help="preset name or directory (e.g. runs/train/best)")
+    add_data_arguments(parser, train=False)
+    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (8)")
+    parser.add_argument("--score-thr", type=float, help="score threshold (default: the model's, 0.001)")
+    parser.add_argument("--out", default=os.path.join("runs", "val"), help="output directory")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    err = Console(stderr=True)
+    try:
+        _, source = build_sources(args, train=False)
+        if source is None:
+            raise ValueError("no validation data given.")
+        from keras_rtmdet import RTMDet
+
+        model = RTMDet.from_preset(args.preset)
+        if source.num_classes != model.head.num_classes:
+            raise ValueError(
+                f"the model predicts {model.head.num_classes} classes, the data has {source.num_classes}."
+            )
+    except (ValueError, OSError, ImportError, argparse.ArgumentTypeError) as error:
+        err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        return 2
+    from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
+
+    settings = {} if args.score_thr is None else {"score_threshold": args.score_thr}
+    stats = evaluate_coco(model, source, batch_size=args.batch_size, **settings)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "metrics.json")
+    with open(path, "w") as f:
+        json.dump(stats, f, indent=2, default=float)
+    Console().print(f"Wrote {escape(path)}.", highlight=False)
+    return 0

@@ -1,0 +1,124 @@
+"""The whole RTMDet training recipe as one call: data stages, optimizer, EMA, evaluation, resume."""
+
+import os
+
+import keras
+
+from keras_rtmdet.training.optimizer import rtmdet_optimizer
+from keras_rtmdet.training.resumable import resumable_training_callbacks
+
+# The reference trains 300 epochs and drops Mosaic/MixUp for the last 20.
+REFERENCE_EPOCHS, REFERENCE_STAGE2_EPOCHS = 300, 20
+
+MODEL_SIZES = ("tiny", "s", "m", "l", "x")
+TRAIN_LOG = "train_log.csv"  # every epoch's losses and learning rate (Keras CSVLogger, 0-based epochs)
+
+
+def stage2_epochs_for(epochs):
+    """The light-augmentation epochs at the end of an `epochs` run: the reference's 20/300 share, at least 1."""
+    return max(1, round(epochs * REFERENCE_STAGE2_EPOCHS / REFERENCE_EPOCHS)) if epochs > 1 else 0
+
+
+def train_rtmdet(
+    model,
+    train_source,
+    run_dir,
+    epochs,
+    batch_size,
+    val_source=None,
+    model_size="s",
+    image_size=None,
+    stage2_epochs=None,
+    max_boxes=100,
+    val_every=1,
+    base_learning_rate=0.004,
+    base_batch_size=256,
+    warmup_steps=1000,
+    ema=True,
+    seed=None,
+    verbose="auto",
+    extra_callbacks=(),
+):
+    """Train `model` on `train_source` with RTMDet's recipe; resumable in `run_dir`.
+
+    Stage 1 (Mosaic, RandomResize, RandomCrop, HSV, flip, pad, MixUp) runs
+    until `epochs − stage2_epochs`, then a `PipelineSwitch` turns to stage 2
+    (no Mosaic/MixUp). AdamW + flat-cosine as `rtmdet_optimizer`, EMA as
+    `ExpMomentumEMA`, backups for resume in `run_dir` (call again with the
+    same arguments to resume an interrupted run). With `val_source`, COCO
+    metrics every `val_every` epochs (on the EMA weights) go to
+    `run_dir/results.csv`, `run_dir/best` and `run_dir/last` presets.
+
+    Args:
+        model: an `RTMDet` with the source's number of classes.
+        train_source, val_source: `DetectionSource`s (COCO JSON, tfds, synthetic).
+        run_dir: output directory.
+        epochs, batch_size: the run; an epoch is `len(train_source) // batch_size` steps.
+        model_size: which augmentation strengths to use (tiny/s/m/l/x).
+        image_size: training size (default: the model's `image_size`).
+        stage2_epochs: light-stage epochs (default: 20/300 of `epochs`).
+        max_boxes: objects kept per training image.
+        base_learning_rate, base_batch_size, warmup_steps: see `rtmdet_optimizer`.
+        ema: train with the EMA (the reference does).
+        seed: augmentation and shuffling seed.
+
+    Returns: the Keras `History`. At the end the model holds the EMA weights.
+    """
+    from keras_rtmdet.data.pipeline import staged_train_pipeline
+    from keras_rtmdet.data.pipeline_switch import PipelineSwitch
+    from keras_rtmdet.data.source_dataset import source_dataset
+
+    if model_size not in MODEL_SIZES:
+        raise ValueError(f"model_size must be one of {MODEL_SIZES}, got {model_size!r}.")
+    if train_source.num_classes != model.head.num_classes:
+        raise ValueError(
+            f"The training data has {train_source.num_classes} classes but the model's head has "
+            f"{model.head.num_classes}: build the model with num_classes={train_source.num_classes}."
+        )
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}.")
+    steps_per_epoch = len(train_source) // batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"{len(train_source)} training images are fewer than one batch of {batch_size}.")
+    image_size = int(image_size or model.image_size[0])
+    stage2_epochs = stage2_epochs_for(epochs) if stage2_epochs is None else int(stage2_epochs)
+    os.makedirs(run_dir, exist_ok=True)
+
+    import tensorflow as tf
+
+    stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="pipeline_stage")
+    samples = source_dataset(train_source, shuffle=True, seed=seed, repeat=True)
+    dataset = staged_train_pipeline(
+        samples,
+        stage_variable=stage,
+        model_size=model_size,
+        image_size=image_size,
+        batch_size=batch_size,
+        max_boxes=max_boxes,
+        seed=seed,
+    )
+    model.compile(
+        optimizer=rtmdet_optimizer(
+            model,
+            epochs,
+            steps_per_epoch,
+            batch_size,
+            base_learning_rate=base_learning_rate,
+            base_batch_size=base_batch_size,
+            warmup_steps=warmup_steps,
+        )
+    )
+    callbacks = resumable_training_callbacks(run_dir, ema=ema)
+    ema_callback = callbacks[-1] if ema else None
+    callbacks.append(PipelineSwitch(stage, switch_epoch=epochs - stage2_epochs))
+    if val_source is not None:
+        from keras_rtmdet.evaluation.coco_callback import CocoEvaluationCallback
+
+        callbacks.append(CocoEvaluationCallback(val_source, run_dir, every=val_every, ema=ema_callback))
+    callbacks.append(keras.callbacks.CSVLogger(os.path.join(run_dir, TRAIN_LOG), append=True))
+    callbacks.extend(extra_callbacks)
+    return model.fit(
+        dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=verbose
+    )
+
+

@@ -1,0 +1,60 @@
+"""`rtmdet train`, `rtmdet val` and `rtmdet demo` on generated data, in-process."""
+
+import csv
+import json
+
+import pytest
+
+from keras_rtmdet.cli.main import main
+
+SYNTHETIC = ["--synthetic", "8", "--synthetic-size", "64"]
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+
+
+def test_train_then_val_on_synthetic_data(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", *SYNTHETIC, "--size", "tiny", "--image-size", "64", "--epochs", "2", "--batch-size", "4"]
+    assert main([*args, "--val-every", "1", "--warmup-steps", "2", "--out", str(out)]) == 0
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] or [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"AP", "AP50", "loss", "loss_cls", "loss_bbox"} <= set(rows[0])
+    for name in ("results.png", "args.json", "best/config.json", "last/model.weights.h5"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "val_predictions").glob("*.jpg"))) == 4
+    assert not (out / "backup").exists()  # a finished run leaves no backup behind
+
+    capsys.readouterr()
+    assert main(["val", "--preset", str(out / "best"), *SYNTHETIC, "--out", str(tmp_path / "val")]) == 0
+    metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert 0.0 <= metrics["AP"] <= 1.0 and "AR100" in metrics
+    assert "AP50" in capsys.readouterr().out
+
+
+def test_train_refuses_bad_runs_with_reasons(tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "backup").mkdir(parents=True)
+    assert main(["train", *SYNTHETIC, "--out", str(out)]) == 2
+    assert "interrupted run" in capsys.readouterr().err
+    assert main(["train", *SYNTHETIC, "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "no args.json" in capsys.readouterr().err
+    assert main(["train", *SYNTHETIC, "--tfds", "coco/2017", "--out", str(tmp_path / "x")]) == 2
+    assert "exactly one data source" in capsys.readouterr().err
+    assert main(["train", "--val-ann", "a.json", "--out", str(tmp_path / "x")]) == 2
+    assert "--val-ann and --val-images go together" in capsys.readouterr().err
+    assert main(["val", "--preset", "rtmdet_nope", *SYNTHETIC]) == 2
+    assert "rtmdet_nope" in capsys.readouterr().err
+
+
+def test_demo_trains_and_reports_ap(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["--images", "8", "--epochs", "1", "--image-size", "64", "--batch-size", "4", "--out", str(out)]
+    assert main(["demo", *args]) == 0
+    text = capsys.readouterr().out
+    assert "Final box AP" in text
+    assert (out / "results.png").is_file() and (out / "best" / "config.json").is_file()
+    assert len(list((out / "val_predictions").glob("*.jpg"))) == 6
