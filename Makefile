@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BACKENDS ?= tensorflow torch jax
-PYTEST_ARGS ?= -q -p no:cacheprovider
+PYTEST_ARGS ?= -q -p no:cacheprovider --durations=10
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
