@@ -133,7 +133,8 @@ class CocoJsonSource(DetectionSource):
             out.append(ann)
         return out
 
-    def annotations(self, image_id):
+    def annotations(self, image_id, with_masks=None):
+        """See `DetectionSource.annotations`; `with_masks` overrides the source's setting for this call."""
         anns = self._objects(image_id)
         # mmdet keeps the unclipped xyxy box; pixels outside the image are clipped by the transforms.
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns], np.float32)
@@ -141,7 +142,7 @@ class CocoJsonSource(DetectionSource):
             "boxes": boxes.reshape(-1, 4),
             "labels": np.array([self._label[a["category_id"]] for a in anns], np.int32),
         }
-        if self.with_masks:
+        if self.with_masks if with_masks is None else with_masks:
             info = self.coco.imgs[image_id]
             shape = (len(anns), info["height"], info["width"])
             out["masks"] = np.stack([self.coco.annToMask(a) for a in anns]).astype(np.uint8) if anns else np.zeros(shape, np.uint8)

@@ -54,8 +54,11 @@ class DetectionSource:
         """(H, W, 3) uint8 RGB; raises `ValueError` naming the file if it cannot be read."""
         raise NotImplementedError
 
-    def annotations(self, image_id):
-        """`{"boxes": (N, 4) float32 xyxy px, "labels": (N,) int32}` (+ `"masks"` (N, H, W) uint8)."""
+    def annotations(self, image_id, with_masks=None):
+        """`{"boxes": (N, 4) float32 xyxy px, "labels": (N,) int32}` (+ `"masks"` (N, H, W) uint8).
+
+        `with_masks` overrides the source's `with_masks` for this call.
+        """
         raise NotImplementedError
 
     def sample(self, image_id):

@@ -31,7 +31,8 @@ def decode_image_bytes(tf, data):
 
 def _coco_json_dataset(tf, source, ids):
     """File reads and JPEG/PNG decoding in the tf.data graph, in parallel; masks through pycocotools."""
-    annotations = [source.annotations(i) if not source.with_masks else _boxes_only(source, i) for i in ids]
+    # Masks are decoded per element in the pipeline, not all up front.
+    annotations = [source.annotations(i, with_masks=False) for i in ids]
     table = tf.data.Dataset.from_tensor_slices(
         {
             "path": [source.image_path(i) for i in ids],
@@ -50,15 +51,6 @@ def _coco_json_dataset(tf, source, ids):
         return sample
 
     return table, decode
-
-
-def _boxes_only(source, image_id):
-    # Masks are decoded per element in the pipeline, not all up front.
-    with_masks, source.with_masks = source.with_masks, False
-    try:
-        return source.annotations(image_id)
-    finally:
-        source.with_masks = with_masks
 
 
 def source_dataset(source, shuffle=True, seed=None, repeat=False):

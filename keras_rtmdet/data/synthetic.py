@@ -10,6 +10,7 @@ area are dropped.
 import cv2
 import numpy as np
 
+from keras_rtmdet.data.coco_ground_truth import coco_from_samples
 from keras_rtmdet.data.detection_source import DetectionSource
 
 SHAPE_NAMES = ("square", "disc", "triangle", "ring", "cross", "diamond")
@@ -135,10 +136,10 @@ class SyntheticShapesSource(DetectionSource):
     def load_image(self, image_id):
         return self._draw(image_id)[0]
 
-    def annotations(self, image_id):
+    def annotations(self, image_id, with_masks=None):
         _, boxes, labels, masks = self._draw(image_id)
         out = {"boxes": boxes, "labels": labels}
-        if self.with_masks:
+        if self.with_masks if with_masks is None else with_masks:
             out["masks"] = masks
         return out
 
@@ -150,44 +151,3 @@ class SyntheticShapesSource(DetectionSource):
                 ((i, *self._draw(i)) for i in self.image_ids), self.category_ids, self.class_names
             )
         return self._coco
-
-
-def coco_from_samples(samples, category_ids, class_names):
-    """A pycocotools `COCO` from `(image_id, image, boxes xyxy, labels, masks or None[, crowd flags])` tuples.
-
-    Only `image.shape[:2]` is read from `image`.
-    """
-    import contextlib
-    import io
-
-    from pycocotools import mask as mask_utils
-    from pycocotools.coco import COCO
-
-    images, annotations = [], []
-    for image_id, image, boxes, labels, masks, *crowd in samples:
-        crowd = crowd[0] if crowd else np.zeros(len(boxes), bool)
-        images.append({"id": int(image_id), "height": int(image.shape[0]), "width": int(image.shape[1])})
-        for j, (box, label) in enumerate(zip(boxes, labels)):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            ann = {
-                "id": len(annotations) + 1,
-                "image_id": int(image_id),
-                "category_id": int(category_ids[int(label)]),
-                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "area": (x2 - x1) * (y2 - y1),
-                "iscrowd": int(crowd[j]),
-            }
-            if masks is not None and len(masks):
-                rle = mask_utils.encode(np.asfortranarray(masks[j].astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode("ascii")
-                ann["segmentation"], ann["area"] = rle, float(masks[j].sum())
-            annotations.append(ann)
-    coco = COCO()
-    coco.dataset = {
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": int(c), "name": n} for c, n in zip(category_ids, class_names)],
-    }
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco

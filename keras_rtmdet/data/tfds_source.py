@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from keras_rtmdet.data.coco_ground_truth import coco_from_samples
 from keras_rtmdet.data.detection_source import DetectionSource
-from keras_rtmdet.data.synthetic import coco_from_samples
 from keras_rtmdet.utils.coco_classes import COCO_CATEGORY_IDS
 from keras_rtmdet.utils.coco_classes import COCO_CLASSES
 
@@ -122,7 +122,9 @@ class TfdsSource(DetectionSource):
         image = cv2.imdecode(np.frombuffer(self._encoded[image_id], np.uint8), cv2.IMREAD_COLOR)
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
-    def annotations(self, image_id):
+    def annotations(self, image_id, with_masks=None):
+        if with_masks:
+            raise ValueError(f"{self.name}: TfdsSource reads boxes only (no masks).")
         self._read_split()
         boxes, labels, crowd = self._annotations[image_id]
         keep = ~crowd & (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)

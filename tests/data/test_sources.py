@@ -113,8 +113,8 @@ def test_synthetic_shapes_boxes_are_the_masks_extent_and_reproducible():
 
 
 def test_tfds_coco_spec(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
     import tensorflow as tf
+    import tensorflow_datasets as tfds
 
     from keras_rtmdet.data.tfds_source import TfdsSource
 
