@@ -1,0 +1,121 @@
+"""RTMDet-Ins: numerical parity with MMDetection 3.3.0 on the `ins_mini` fixture.
+
+`ins_mini` is an RTMDet-Ins-tiny-shaped model (widen 0.125, 32 channels,
+160² input) with random weights, recorded by mmdet itself; its checkpoint
+stores the aliased `reg_convs.*` tensors like the official files. The
+mask post-processing (dynamic convs, `preds.npz` masks) is not tested yet.
+"""
+
+import numpy as np
+import pytest
+
+from keras_rtmdet import RTMDetIns
+from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
+from keras_rtmdet.utils import reference_fixture
+from keras_rtmdet.weights.checkpoint import read_checkpoint
+from keras_rtmdet.weights.mmdet_converter import weight_map
+from tests.test_case import assert_dense_close
+from tests.test_case import load_fixture
+from tests.test_case import nchw_to_nhwc
+from tests.test_case import run_serialization_test
+from tests.test_case import to_numpy
+
+# Trainable parameters of the official RTMDet-Ins tiny/s/m/l/x (reference §1.8).
+INS_PARAMS = {
+    "tiny": 5_638_187,
+    "s": 10_183_311,
+    "m": 27_575_111,
+    "l": 57_365_663,
+    "x": 102_703_767,
+}
+
+
+def build_fixture_model(fx):
+    arch, size = fx["meta"]["arch"], fx["meta"]["arch"]["input_size"]
+    model = RTMDetIns.from_arch(
+        arch["deepen_factor"],
+        arch["widen_factor"],
+        arch["num_csp_blocks"],
+        num_classes=arch["num_classes"],
+        image_size=(size, size),
+        input_channel_order="bgr",
+        **reference_fixture.test_cfg_settings(fx["meta"]["test_cfg"]),
+    )
+    model.load_checkpoint(fx["checkpoint"])
+    return model
+
+
+@pytest.fixture(scope="module")
+def case():
+    fx = load_fixture("ins_mini")
+    return fx, build_fixture_model(fx)
+
+
+def test_parameter_count_matches_reference(case):
+    fx, model = case
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    assert trainable == fx["meta"]["complexity"]["params"]
+
+
+def test_every_checkpoint_tensor_is_used_and_reg_convs_are_aliases(case):
+    fx, model = case
+    state = read_checkpoint(fx["checkpoint"])
+    mapped = {key for _, key in weight_map(model)}
+    aliases = model.aliased_checkpoint_keys()
+    assert not any(".reg_convs." in key for key in mapped)
+    assert all(key in state for key in mapped)
+    assert set(state) == mapped | (set(aliases) & set(state))
+    assert any(".reg_convs." in key for key in aliases)
+
+
+def test_backbone_neck_and_head_match(case):
+    fx, model = case
+    feats = model.backbone(nchw_to_nhwc(fx["inputs"]["inputs"]))
+    for level, name in enumerate(["backbone_stage2", "backbone_stage3", "backbone_stage4"]):
+        assert_dense_close(feats[level], fx["features"][name], name)
+    neck = model.neck(feats)
+    for level in range(3):
+        assert_dense_close(neck[level], fx["features"][f"neck_out_{level}"], f"neck_out_{level}")
+    head = model.head(neck)
+    for level in range(3):
+        assert_dense_close(head["cls_scores"][level], fx["head"][f"cls_score_{level}"], f"cls_score_{level}")
+        assert_dense_close(head["bbox_preds"][level], fx["head"][f"bbox_pred_{level}"], f"bbox_pred_{level}")
+        assert_dense_close(head["kernel_preds"][level], fx["head"][f"kernel_pred_{level}"], f"kernel_pred_{level}")
+    assert_dense_close(head["mask_feat"], fx["head"]["mask_feat"], "mask_feat")
+
+
+def test_raw_outputs_and_priors(case):
+    fx, model = case
+    size = fx["meta"]["arch"]["input_size"]
+    np.testing.assert_array_equal(to_numpy(model.priors((size, size))), fx["head"]["priors"])
+    outputs = model.raw_outputs(nchw_to_nhwc(fx["inputs"]["inputs"]), normalized=True)
+    assert_dense_close(outputs["bbox_preds"], fx["head"]["flat_bbox_pred"], "flat_bbox_pred")
+    assert_dense_close(outputs["mask_feat"], fx["head"]["mask_feat"], "mask_feat")
+    assert tuple(outputs["kernel_preds"].shape) == (2, len(fx["head"]["priors"]), 169)
+    flat_kernels = np.concatenate(
+        [nchw_to_nhwc(fx["head"][f"kernel_pred_{l}"]).reshape(2, -1, 169) for l in range(3)], axis=1
+    )
+    assert_dense_close(outputs["kernel_preds"], flat_kernels, "flat_kernel_pred")
+
+
+def test_pipe_batch_head_matches(case):
+    """The letterboxed pipe batch (two non-square images) gives mmdet's head outputs."""
+    fx, model = case
+    outputs = model.head(model.neck(model.backbone(nchw_to_nhwc(fx["inputs"]["pipe_input"]))))
+    for level in range(3):
+        assert_dense_close(outputs["bbox_preds"][level], fx["head"][f"pipe_bbox_pred_{level}"], f"pipe_bbox_{level}")
+    assert_dense_close(outputs["mask_feat"], fx["head"]["pipe_mask_feat"], "pipe_mask_feat")
+
+
+def test_serialization_round_trip(case):
+    _, model = case
+    run_serialization_test(model.head)
+    run_serialization_test(model.head.mask_head)
+
+
+@pytest.mark.parametrize("size", list(INS_PARAMS))
+def test_preset_arch_parameter_counts(size):
+    arch = RTMDET_PRESETS[f"rtmdet_{size}_coco"]["arch"]
+    model = RTMDetIns.from_arch(**arch)
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    assert trainable == INS_PARAMS[size]
