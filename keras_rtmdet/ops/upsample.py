@@ -14,6 +14,7 @@ from keras import ops
 def upsample_bilinear(x, factor):
     """(B, H, W, C) → (B, H·factor, W·factor, C), half-pixel centres, no antialiasing."""
     factor = int(factor)
+    x = ops.convert_to_tensor(x)
     if factor == 1:
         return x
     for axis in (1, 2):

@@ -1,8 +1,12 @@
 """`RTMDetIns`, the instance-segmentation task."""
 
 import keras
+from keras import ops
 
 from keras_rtmdet.models.dense_detector import flatten_levels
+from keras_rtmdet.ops.dense_postprocess import gather_rows
+from keras_rtmdet.ops.dynamic_masks import dynamic_mask_logits
+from keras_rtmdet.ops.dynamic_masks import paste_masks
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_head import RTMDetInsSepBNHead
 
@@ -20,8 +24,10 @@ class RTMDetIns(RTMDet):
     (score 0.05, nms_pre 1000, IoU 0.6, 100 detections); `mask_threshold`
     binarises the sigmoid of the mask logits.
 
-    Status: the mask post-processing (dynamic convs per kept instance) and
-    the mask loss are not implemented yet; `predict`/`detect` give boxes only.
+    `detect`/`postprocess` add `mask_logits` (B, K, H/8, W/8) per detection;
+    `masks_from_detections` turns them into per-image binary masks.
+    Status: the mask loss is not implemented, and `predict` does not yet
+    return masks at the original image sizes.
     """
 
     presets = {}
@@ -60,6 +66,40 @@ class RTMDetIns(RTMDet):
             "kernel_preds": flatten_levels(raw["kernel_preds"]),
             "mask_feat": raw["mask_feat"],
         }
+
+    def detection_fields(self, outputs, fields, prior_index, priors, image_size, scale_factors):
+        """Adds `mask_logits` (B, K, H/8, W/8): each detection's mask logits on the prototype grid."""
+        head = self.head
+        fields["mask_logits"] = dynamic_mask_logits(
+            outputs["mask_feat"],
+            gather_rows(outputs["kernel_preds"], prior_index),
+            gather_rows(priors, prior_index),
+            head.weight_nums,
+            head.bias_nums,
+            mask_stride=self.strides[0],
+        )
+        return fields
+
+    def masks_from_detections(self, detections, scale_factors=None, original_sizes=None):
+        """Per-image binary masks (n_i, H, W) from `detect`'s outputs (eager).
+
+        Upsamples the logits by the prototype stride to the padded input,
+        rescales by `scale_factors` and crops to `original_sizes` as mmdet
+        does, then thresholds at `mask_threshold`.
+        """
+        masks = []
+        for b in range(detections["mask_logits"].shape[0]):
+            n = int(ops.convert_to_numpy(detections["num_detections"][b]))
+            masks.append(
+                paste_masks(
+                    detections["mask_logits"][b, :n],
+                    self.strides[0],
+                    None if scale_factors is None else ops.convert_to_numpy(scale_factors[b]),
+                    None if original_sizes is None else ops.convert_to_numpy(original_sizes[b]),
+                    self.mask_threshold,
+                )
+            )
+        return masks
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         raise NotImplementedError("RTMDetIns training (the mask loss) is not implemented yet.")

@@ -133,6 +133,19 @@ class RTMDetInsSepBNHead(RTMDetSepBNHead):
         outputs["mask_feat"] = self.mask_head(features, training=training)
         return outputs
 
+    def compute_output_shape(self, input_shape):
+        # Explicit, because the mask branch mixes levels: JAX cannot trace that on
+        # independent unknown sizes.
+        def per_level(channels):
+            return [tuple(shape[:-1]) + (channels,) for shape in input_shape]
+
+        return {
+            "cls_scores": per_level(self.num_classes),
+            "bbox_preds": per_level(4),
+            "kernel_preds": per_level(self.num_gen_params),
+            "mask_feat": self.mask_head.compute_output_shape(input_shape),
+        }
+
     def aliased_checkpoint_keys(self, prefix):
         aliases = super().aliased_checkpoint_keys(prefix)
         for level in range(len(self.strides)):
