@@ -10,6 +10,7 @@ import pytest
 
 from keras_rtmdet import RTMDetIns
 from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
+from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
 from keras_rtmdet.utils import reference_fixture
 from keras_rtmdet.utils.detection_matching import BOX_TOLERANCE_PX
 from keras_rtmdet.utils.detection_matching import SCORE_TOLERANCE
@@ -180,10 +181,14 @@ def test_serialization_round_trip(case):
 
 @pytest.mark.parametrize("size", list(INS_PARAMS))
 def test_preset_arch_parameter_counts(size):
+    """The det presets' scaling with the Ins head gives the published Ins counts."""
     arch = RTMDET_PRESETS[f"rtmdet_{size}_coco"]["arch"]
     model = RTMDetIns.from_arch(**arch)
     trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     assert trainable == INS_PARAMS[size]
+    spec = RTMDET_INS_PRESETS[f"rtmdet_ins_{size}_coco"]
+    assert spec["params"] == INS_PARAMS[size]
+    assert {k: v for k, v in arch.items() if k != "exp_on_reg"} == spec["arch"]
 
 
 def test_task_serialization_round_trip(case):
@@ -191,3 +196,21 @@ def test_task_serialization_round_trip(case):
     clone = run_serialization_test(model)
     assert isinstance(clone, RTMDetIns) and clone.mask_threshold == model.mask_threshold
     assert clone.max_detections == 100 and clone.iou_threshold == 0.6
+
+
+def test_fresh_head_initialisation_follows_the_reference():
+    from keras_rtmdet import RTMDetInsSepBNHead
+    from keras_rtmdet.models.rtmdet.rtmdet_head import CLS_PRIOR_BIAS
+
+    head = RTMDetInsSepBNHead(num_classes=3, in_channels=16, feat_channels=16)
+    head.build([(None, 8, 8, 16), (None, 4, 4, 16), (None, 2, 2, 16)])
+    assert head.num_gen_params == 169 and head.weight_nums == [80, 64, 8] and head.bias_nums == [8, 8, 1]
+    for level in range(3):
+        np.testing.assert_allclose(to_numpy(head.rtm_cls[level].bias), CLS_PRIOR_BIAS, rtol=1e-6)
+        np.testing.assert_array_equal(to_numpy(head.rtm_reg[level].bias), 1.0)
+        np.testing.assert_array_equal(to_numpy(head.rtm_kernel[level].bias), 0.0)
+    # cls convs shared across levels, kernel convs not.
+    cls_tower, kernel_tower = head.towers["cls_convs"], head.towers["kernel_convs"]
+    assert cls_tower["convs"][1][0] is cls_tower["convs"][0][0]
+    assert kernel_tower["convs"][1][0] is not kernel_tower["convs"][0][0]
+    assert "reg_convs" not in head.towers

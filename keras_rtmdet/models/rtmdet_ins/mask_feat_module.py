@@ -59,11 +59,13 @@ class MaskFeatModule(BatchNormBlock):
             dtype=self.dtype_policy,
             name="fusion_conv",
         )
-        # TODO(training): mmdet's head init gives these convs N(0, 0.01) too.
         self.convs = [
             ConvModule(feat_channels, 3, **self.bn_kwargs(), name=f"stacked_convs-{i}")
             for i in range(stacked_convs)
         ]
+        # mmdet's head init draws every Conv2d of the head from N(0, 0.01), these too.
+        for conv in self.convs:
+            conv.conv.kernel_initializer = head_kernel_initializer()
         self.projection = keras.layers.Conv2D(
             num_prototypes,
             1,

@@ -9,6 +9,7 @@ from keras_rtmdet.ops.dynamic_masks import dynamic_mask_logits
 from keras_rtmdet.ops.dynamic_masks import paste_masks
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_head import RTMDetInsSepBNHead
+from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
@@ -30,7 +31,7 @@ class RTMDetIns(RTMDet):
     return masks at the original image sizes.
     """
 
-    presets = {}
+    presets = RTMDET_INS_PRESETS
     head_class = RTMDetInsSepBNHead
 
     def __init__(
