@@ -5,12 +5,18 @@ from keras_rtmdet.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet.rtmdet_head import RTMDetSepBNHead
 from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import RTMDetPreprocessor
+from keras_rtmdet.models.rtmdet_ins.mask_feat_module import MaskFeatModule
+from keras_rtmdet.models.rtmdet_ins.rtmdet_ins import RTMDetIns
+from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_head import RTMDetInsSepBNHead
 from keras_rtmdet.version import __version__
 
 __all__ = [
     "CSPNeXt",
     "CSPNeXtPAFPN",
+    "MaskFeatModule",
     "RTMDet",
+    "RTMDetIns",
+    "RTMDetInsSepBNHead",
     "RTMDetPreprocessor",
     "RTMDetSepBNHead",
     "__version__",

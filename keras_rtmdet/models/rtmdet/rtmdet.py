@@ -66,6 +66,8 @@ class RTMDet(PresetMixin, DenseDetector):
     """
 
     presets = RTMDET_PRESETS
+    # The head `from_arch` builds.
+    head_class = RTMDetSepBNHead
 
     def __init__(
         self,
@@ -182,20 +184,25 @@ class RTMDet(PresetMixin, DenseDetector):
             num_classes: classes of the head.
             **kwargs: forwarded to `RTMDet` (thresholds, class names, ...).
         """
+        head_kwargs = {"num_classes": num_classes, "exp_on_reg": exp_on_reg}
+        return cls._from_scaling(deepen_factor, widen_factor, neck_num_csp_blocks, head_kwargs, **kwargs)
+
+    @classmethod
+    def _from_scaling(cls, deepen_factor, widen_factor, neck_num_csp_blocks, head_kwargs, **kwargs):
+        """Backbone, neck and a `cls.head_class(**head_kwargs)` head from the scaling factors."""
         dtype = kwargs.get("dtype")
         backbone = CSPNeXt(deepen_factor=deepen_factor, widen_factor=widen_factor, dtype=dtype, name="backbone")
         in_channels = list(backbone.out_channels)
         neck = CSPNeXtPAFPN(
             in_channels, in_channels[0], num_csp_blocks=neck_num_csp_blocks, dtype=dtype, name="neck"
         )
-        head = RTMDetSepBNHead(
-            num_classes=num_classes,
+        head = cls.head_class(
             in_channels=in_channels[0],
             feat_channels=in_channels[0],
             strides=backbone.strides,
-            exp_on_reg=exp_on_reg,
             dtype=dtype,
             name="bbox_head",
+            **head_kwargs,
         )
         return cls(backbone, neck, head, **kwargs)
 

@@ -81,19 +81,30 @@ class RTMDetSepBNHead(BatchNormBlock):
     def reg_bias_init(self):
         return 0.0
 
+    def share_tower_convs(self, name):
+        """Whether the 3×3 convs of tower `name` are shared by all levels (mmdet's `share_conv`)."""
+        return True
+
     def _make_tower(self, name):
-        convs = [
-            keras.layers.Conv2D(
+        """`{"convs": [level][i], "norms": [level][i]}`; shared convs repeat the level-0 objects."""
+
+        def conv(level, i):
+            return keras.layers.Conv2D(
                 self.feat_channels,
                 3,
                 padding="same",
                 use_bias=False,
                 kernel_initializer=head_kernel_initializer(),
                 dtype=self.dtype_policy,
-                name=f"{name}-0-{i}-conv",
+                name=f"{name}-{level}-{i}-conv",
             )
-            for i in range(self.stacked_convs)
-        ]
+
+        levels = range(len(self.strides))
+        if self.share_tower_convs(name):
+            shared = [conv(0, i) for i in range(self.stacked_convs)]
+            convs = [list(shared) for _ in levels]
+        else:
+            convs = [[conv(level, i) for i in range(self.stacked_convs)] for level in levels]
         norms = [
             [
                 keras.layers.BatchNormalization(
@@ -104,7 +115,7 @@ class RTMDetSepBNHead(BatchNormBlock):
                 )
                 for i in range(self.stacked_convs)
             ]
-            for level in range(len(self.strides))
+            for level in levels
         ]
         return {"convs": convs, "norms": norms}
 
@@ -130,7 +141,7 @@ class RTMDetSepBNHead(BatchNormBlock):
             )
         for tower in self.towers.values():
             for level, shape in enumerate(input_shape):
-                for i, conv in enumerate(tower["convs"]):
+                for i, conv in enumerate(tower["convs"][level]):
                     in_shape = tuple(shape[:-1]) + ((self.in_channels if i == 0 else self.feat_channels),)
                     if not conv.built:
                         conv.build(in_shape)
@@ -145,7 +156,7 @@ class RTMDetSepBNHead(BatchNormBlock):
 
     def run_tower(self, name, x, level, training=None):
         tower = self.towers[name]
-        for conv, norm in zip(tower["convs"], tower["norms"][level]):
+        for conv, norm in zip(tower["convs"][level], tower["norms"][level]):
             x = ops.silu(norm(conv(x), training=training))
         return x
 
@@ -155,14 +166,18 @@ class RTMDetSepBNHead(BatchNormBlock):
             dist = ops.exp(dist)
         return dist * self.strides[level]
 
+    def level_outputs(self, x, level, training=None):
+        """The head's outputs for one level, `{output_name: (batch, H, W, D)}`."""
+        cls_feat = self.run_tower("cls_convs", x, level, training)
+        reg_feat = self.run_tower("reg_convs", x, level, training)
+        return {"cls_scores": self.rtm_cls[level](cls_feat), "bbox_preds": self.regression_output(reg_feat, level)}
+
     def call(self, features, training=None):
-        cls_scores, bbox_preds = [], []
+        outputs = {}
         for level, x in enumerate(features):
-            cls_feat = self.run_tower("cls_convs", x, level, training)
-            reg_feat = self.run_tower("reg_convs", x, level, training)
-            cls_scores.append(self.rtm_cls[level](cls_feat))
-            bbox_preds.append(self.regression_output(reg_feat, level))
-        return {"cls_scores": cls_scores, "bbox_preds": bbox_preds}
+            for key, value in self.level_outputs(x, level, training).items():
+                outputs.setdefault(key, []).append(value)
+        return outputs
 
     def class_branch_variables(self):
         """The weights that depend on the number of classes (`rtm_cls`)."""
@@ -176,6 +191,8 @@ class RTMDetSepBNHead(BatchNormBlock):
         """
         aliases = {}
         for name in self.towers:
+            if not self.share_tower_convs(name):
+                continue
             for level in range(1, len(self.strides)):
                 for i in range(self.stacked_convs):
                     aliases[f"{prefix}{name}.{level}.{i}.conv.weight"] = (
