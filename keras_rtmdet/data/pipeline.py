@@ -1,23 +1,40 @@
 """The RTMDet training input pipelines (reference §4.4) as tf.data datasets.
 
 Stage 1: CachedMosaic -> RandomResize(2S scale) -> RandomCrop(S) -> YOLOX HSV
--> RandomFlip -> Pad(S) -> CachedMixUp. Stage 2 (the last 20 epochs):
-RandomResize(S scale) -> RandomCrop(S) -> HSV -> Flip -> Pad. S = image_size.
+-> RandomFlip -> Pad(S) -> CachedMixUp [-> FilterAnnotations]. Stage 2 (the
+last 20 epochs): RandomResize(S scale) -> RandomCrop(S) [-> FilterAnnotations]
+-> HSV -> Flip -> Pad. S = image_size; the bracketed step is Ins only
+(samples with masks).
 
 Batches are `(images, targets)`: images (B, S, S, 3) float32 RGB in 0..255;
 targets `{"boxes": (B, max_boxes, 4) float32 xyxy px, "labels": (B, max_boxes)
-int32}` padded with -1, plus `"masks": (B, max_boxes, S, S) uint8` (padded with
-0) when the samples have masks. Mask targets are large: 32 x 100 x 640² bytes
-is 1.3 GB per batch.
+int32}` padded with -1. Samples with masks add, every shape static:
+
+* `"masks"`: (B, max_boxes, S/k, S/k) uint8 0/1, k = `mask_stride`: the
+  augmented full-resolution (S × S) masks sampled at the pixels
+  [k//2::k, k//2::k] (k = 4: the pixels the reference's Dice loss compares
+  with its stride-4 predictions). Padding instances are all 0. At k = 1 the
+  masks stay full resolution: 32 x 100 x 640² bytes is 1.3 GB per batch,
+  against 82 MB at k = 4.
+* `"mask_centers"`: (B, max_boxes, 2) float32 (x, y) centre of mass of each
+  full-resolution mask in integer pixel indices (no +0.5), as mmdet's
+  `center_of_mass` (the assigner's centre prior); 0 for padding and for
+  empty masks.
+
+Both are computed per sample after every augmentation (and after the
+`max_boxes` cap), before batching.
 
 Differences from mmdet, on purpose:
 * A det RandomCrop that keeps no box rejects the sample (mmdet re-draws
-  another index), so an epoch has slightly fewer samples.
+  another index), so an epoch has slightly fewer samples. Likewise for an
+  Ins sample that FilterAnnotations empties.
 * Samples with more than `max_boxes` objects keep the `max_boxes` largest
   (by box area); a message is printed the first time it happens.
 * Ins (samples with masks) crops with recompute_bbox and negative crops
   allowed, except tiny's stage 1, which keeps the reference's settings
-  (reference §6.3). FilterAnnotations(min_gt_bbox_wh) is not applied.
+  (reference §6.3). FilterAnnotations(min_gt_bbox_wh=(1, 1)) keeps boxes
+  wider and taller than 1 px; a sample it empties is dropped (mmdet's
+  keep_empty=True), one that had no box is kept.
 """
 
 import sys
@@ -26,12 +43,15 @@ import tensorflow as tf
 
 from keras_rtmdet.data.transforms import box_utils
 from keras_rtmdet.data.transforms.geometric import pad_to, random_flip, random_resize_crop
+from keras_rtmdet.data.transforms.mask_targets import add_mask_targets
 from keras_rtmdet.data.transforms.mosaic_mixup import cached_mixup, cached_mosaic
 from keras_rtmdet.data.transforms.photometric import yolox_hsv
 from keras_rtmdet.data.transforms.random_ops import split_seed
 
 AUTOTUNE = tf.data.AUTOTUNE
 PAD_VALUE = 114
+# FilterAnnotations(min_gt_bbox_wh) of the Ins recipe.
+MIN_GT_BBOX_WH = (1.0, 1.0)
 
 _BIG = {"ratio_range": (0.1, 2.0), "mosaic_pool_size": 40, "mixup_pool_size": 20, "mixup_prob": 1.0}
 RECIPES = {
@@ -109,21 +129,29 @@ def cap_instances(sample, max_boxes, capped_count=None):
 
 
 def pad_instances(sample, max_boxes):
-    """Pad boxes and labels with -1 (masks with 0) to exactly `max_boxes`."""
+    """Pad boxes and labels with -1 (masks and mask centres with 0) to exactly `max_boxes`.
+
+    The masks keep their static height and width.
+    """
     pad = max_boxes - tf.shape(sample["labels"])[0]
     out = dict(sample)
     out["boxes"] = tf.ensure_shape(tf.pad(sample["boxes"], [[0, pad], [0, 0]], constant_values=-1.0), [max_boxes, 4])
     out["labels"] = tf.ensure_shape(tf.pad(sample["labels"], [[0, pad]], constant_values=-1), [max_boxes])
     if "masks" in sample:
         masks = tf.pad(sample["masks"], [[0, pad], [0, 0], [0, 0]])
-        out["masks"] = tf.ensure_shape(masks, [max_boxes, None, None])
+        out["masks"] = tf.ensure_shape(masks, [max_boxes, *sample["masks"].shape[1:]])
+    if "mask_centers" in sample:
+        centers = tf.pad(sample["mask_centers"], [[0, pad], [0, 0]])
+        out["mask_centers"] = tf.ensure_shape(centers, [max_boxes, 2])
     return out
 
 
 def _augment(model_size, stage, image_size, ratio_range, with_masks):
-    """The per-sample part: RandomResize -> RandomCrop -> HSV -> Flip -> Pad, returning (sample, keep)."""
+    """The per-sample part: RandomResize -> RandomCrop [-> FilterAnnotations in stage 2 of Ins]
+    -> HSV -> Flip -> Pad, returning (sample, keep)."""
     scale = (2 * image_size,) * 2 if stage == 1 else (image_size,) * 2
     allow_negative_crop, recompute_bbox = crop_options(model_size, stage, with_masks)
+    filter_after_crop = with_masks and stage == 2
 
     def augment(sample, seed):
         seed_resize, seed_crop, seed_hsv, seed_flip = split_seed(seed, 4)
@@ -132,11 +160,18 @@ def _augment(model_size, stage, image_size, ratio_range, with_masks):
             sample, scale, ratio_range, (image_size, image_size), allow_negative_crop, recompute_bbox,
             seeds=(seed_resize, seed_crop),
         )
+        if filter_after_crop:
+            sample, big_enough = box_utils.filter_small_boxes(sample, MIN_GT_BBOX_WH)
+            keep = tf.logical_and(keep, big_enough)
         sample = yolox_hsv(sample, seed=seed_hsv)
         sample = random_flip(sample, 0.5, seed_flip)
         return pad_to(sample, (image_size, image_size), PAD_VALUE), keep
 
     return augment
+
+
+def _filter_annotations(sample):
+    return box_utils.filter_small_boxes(sample, MIN_GT_BBOX_WH)
 
 
 def _is_kept(sample, keep):
@@ -147,14 +182,16 @@ def _drop_keep(sample, keep):
     return sample
 
 
-def _to_batches(ds, batch_size, max_boxes, capped_count):
-    ds = ds.map(lambda s: pad_instances(cap_instances(s, max_boxes, capped_count), max_boxes), num_parallel_calls=AUTOTUNE)
+def _to_batches(ds, batch_size, max_boxes, capped_count, mask_stride):
+    def finish(sample):
+        sample = add_mask_targets(cap_instances(sample, max_boxes, capped_count), mask_stride)
+        return pad_instances(sample, max_boxes)
+
+    ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)
 
     def split(batch):
-        targets = {"boxes": batch["boxes"], "labels": batch["labels"]}
-        if "masks" in batch:
-            targets["masks"] = batch["masks"]
+        targets = {key: batch[key] for key in ("boxes", "labels", "masks", "mask_centers") if key in batch}
         return tf.cast(batch["image"], tf.float32), targets
 
     return ds.map(split, num_parallel_calls=AUTOTUNE)
@@ -171,6 +208,7 @@ def train_pipeline(
     shuffle_buffer=512,
     recipe=None,
     prefetch=True,
+    mask_stride=4,
 ):
     """The training dataset of one stage.
 
@@ -189,6 +227,9 @@ def train_pipeline(
         recipe: dict overriding entries of `RECIPES[model_size]` (e.g. small
             pools in tests).
         prefetch: end with `prefetch(AUTOTUNE)`.
+        mask_stride: k of the mask targets (samples with masks only): masks
+            sampled at [k//2::k, k//2::k]; 4 is what the reference's loss
+            uses, 1 keeps full resolution. `image_size` must be a multiple.
 
     Returns: a `tf.data.Dataset` of `(images, targets)`, see the module docstring.
     """
@@ -196,6 +237,10 @@ def train_pipeline(
         raise ValueError(f"stage must be 1 or 2, got {stage!r}.")
     recipe = get_recipe(model_size, recipe)
     with_masks = "masks" in samples.element_spec
+    if isinstance(mask_stride, bool) or int(mask_stride) != mask_stride or mask_stride < 1:
+        raise ValueError(f"mask_stride must be a positive integer, got {mask_stride!r}.")
+    if with_masks and image_size % mask_stride:
+        raise ValueError(f"image_size {image_size} is not a multiple of mask_stride {mask_stride}.")
     ds = samples
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed)
@@ -215,7 +260,11 @@ def train_pipeline(
             seed=_derived_seed(seed, 3),
         )
         ds = ds.apply(mixup)
-    ds = _to_batches(ds, batch_size, max_boxes, tf.Variable(0, dtype=tf.int64, trainable=False))
+        if with_masks:
+            ds = ds.map(_filter_annotations, num_parallel_calls=AUTOTUNE).filter(_is_kept)
+            ds = ds.map(_drop_keep, num_parallel_calls=AUTOTUNE)
+    capped_count = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ds = _to_batches(ds, batch_size, max_boxes, capped_count, int(mask_stride))
     return ds.prefetch(AUTOTUNE) if prefetch else ds
 
 

@@ -40,7 +40,7 @@ def as_dataset(samples):
     return samples_dataset(samples)
 
 
-def check_batch(images, targets, batch_size, max_boxes, with_masks):
+def check_batch(images, targets, batch_size, max_boxes, with_masks, mask_stride=4):
     assert images.shape == (batch_size, S, S, 3) and images.dtype == tf.float32
     assert float(tf.reduce_min(images)) >= 0 and float(tf.reduce_max(images)) <= 255
     boxes, labels = targets["boxes"].numpy(), targets["labels"].numpy()
@@ -49,12 +49,28 @@ def check_batch(images, targets, batch_size, max_boxes, with_masks):
     valid = labels >= 0
     assert np.all(boxes[~valid] == -1)
     assert np.all((boxes[valid] >= 0) & (boxes[valid] <= S))
-    assert set(targets) == ({"boxes", "labels", "masks"} if with_masks else {"boxes", "labels"})
+    assert set(targets) == ({"boxes", "labels", "masks", "mask_centers"} if with_masks else {"boxes", "labels"})
     if with_masks:
-        masks = targets["masks"]
-        assert masks.shape == (batch_size, max_boxes, S, S) and masks.dtype == tf.uint8
+        masks, centers = targets["masks"], targets["mask_centers"].numpy()
+        side = S // mask_stride
+        assert masks.shape == (batch_size, max_boxes, side, side) and masks.dtype == tf.uint8
+        assert centers.shape == (batch_size, max_boxes, 2) and centers.dtype == np.float32
         assert int(tf.reduce_sum(tf.cast(masks, tf.int32)[~valid])) == 0
+        assert np.all(centers[~valid] == 0)
+        # FilterAnnotations(min_gt_bbox_wh=(1, 1)) keeps boxes wider and taller than 1 px.
+        sizes = boxes[valid][:, 2:] - boxes[valid][:, :2]
+        assert np.all(sizes > 1)
     return valid.sum()
+
+
+def numpy_centers(masks):
+    """mmdet `center_of_mass` on (..., H, W) 0/1 masks, in float64: (..., 2) (x, y)."""
+    masks = masks.astype(np.float64)
+    height, width = masks.shape[-2:]
+    area = np.maximum(masks.sum((-2, -1)), 1e-7)
+    x = (masks * np.arange(width)).sum((-2, -1)) / area
+    y = (masks * np.arange(height)[:, None]).sum((-2, -1)) / area
+    return np.stack([x, y], -1)
 
 
 @pytest.mark.parametrize("with_masks", [False, True])
@@ -68,12 +84,78 @@ def test_pipeline_shapes_and_targets(stage, with_masks):
     assert batches, "no batch at all"
     objects = sum(check_batch(images, targets, 2, 8, with_masks) for images, targets in batches)
     assert objects > 0
-    if with_masks and stage == 2:
-        # Ins crops recompute the boxes from the masks.
-        for _, targets in batches:
-            valid = targets["labels"].numpy() >= 0
-            masks = tf.reshape(targets["masks"], (-1, S, S))
-            np.testing.assert_array_equal(masks_to_boxes(masks).numpy()[valid.ravel()], targets["boxes"].numpy()[valid])
+
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_mask_targets_are_the_full_resolution_masks_subsampled(stage):
+    """mask_stride=4 gives the [2::4, 2::4] pixels and the centres of mass of the masks mask_stride=1 gives."""
+    samples = as_dataset(synthetic_samples(12, True))
+
+    def run(mask_stride):
+        ds = pipeline.train_pipeline(samples, model_size="s", stage=stage, image_size=S, batch_size=2, max_boxes=8,
+                                     seed=3, recipe=SMALL_POOLS, mask_stride=mask_stride)
+        return ds.element_spec[1], [targets for _, targets in ds]
+
+    spec, strided = run(4)
+    assert spec["masks"].shape == (2, 8, S // 4, S // 4) and spec["mask_centers"].shape == (2, 8, 2)
+    full_spec, full = run(1)
+    assert full_spec["masks"].shape == (2, 8, S, S)
+    assert len(strided) == len(full) > 0
+    objects = 0
+    for small, big in zip(strided, full):
+        np.testing.assert_array_equal(small["boxes"].numpy(), big["boxes"].numpy())
+        np.testing.assert_array_equal(small["labels"].numpy(), big["labels"].numpy())
+        full_masks = big["masks"].numpy()
+        np.testing.assert_array_equal(small["masks"].numpy(), full_masks[:, :, 2::4, 2::4])
+        expected = numpy_centers(full_masks)
+        np.testing.assert_allclose(small["mask_centers"].numpy(), expected, rtol=1e-6, atol=1e-5)
+        np.testing.assert_allclose(big["mask_centers"].numpy(), expected, rtol=1e-6, atol=1e-5)
+        objects += int((big["labels"].numpy() >= 0).sum())
+        if stage == 2:
+            # Ins crops recompute the boxes from the masks.
+            valid = big["labels"].numpy() >= 0
+            boxes = masks_to_boxes(tf.reshape(big["masks"], (-1, S, S))).numpy()[valid.ravel()]
+            np.testing.assert_array_equal(boxes, big["boxes"].numpy()[valid])
+    assert objects > 0
+
+
+def test_mask_stride_errors():
+    samples = as_dataset(synthetic_samples(2, True))
+    with pytest.raises(ValueError, match="mask_stride must be a positive integer"):
+        pipeline.train_pipeline(samples, image_size=S, mask_stride=0)
+    with pytest.raises(ValueError, match="not a multiple of mask_stride"):
+        pipeline.train_pipeline(samples, image_size=S, mask_stride=3)
+
+
+def _rect_sample(image_id, rects):
+    """A 64² grey image with (x1, y1, x2, y2, label) rectangles as objects and masks."""
+    image = np.full((S, S, 3), 128, np.uint8)
+    masks = np.zeros((len(rects), S, S), np.uint8)
+    for j, (x1, y1, x2, y2, label) in enumerate(rects):
+        image[y1:y2, x1:x2] = COLOURS[label]
+        masks[j, y1:y2, x1:x2] = 1
+    return {
+        "image": image,
+        "boxes": np.array([r[:4] for r in rects], np.float32).reshape(-1, 4),
+        "labels": np.array([r[4] for r in rects], np.int32),
+        "image_id": np.int64(image_id),
+        "masks": masks,
+    }
+
+
+def test_filter_annotations_in_the_ins_pipeline():
+    """Stage 2 at ratio 1 on 64² images is crop-free: only FilterAnnotations changes the objects."""
+    samples = [
+        _rect_sample(0, [(10, 10, 11, 30, 0), (20, 10, 22, 30, 2), (30, 30, 50, 50, 1)]),  # 1 px wide, 2 px, big
+        _rect_sample(1, [(10, 10, 40, 11, 0)]),  # only a 1 px tall object: the sample is dropped
+        _rect_sample(2, []),  # no object to begin with: kept
+        _rect_sample(3, [(5, 5, 25, 25, 1)]),
+    ]
+    ds = pipeline.train_pipeline(as_dataset(samples), stage=2, image_size=S, batch_size=1, max_boxes=4, seed=0,
+                                 shuffle_buffer=0, recipe={"ratio_range": (1.0, 1.0)})
+    labels = [sorted(t["labels"].numpy()[0][t["labels"].numpy()[0] >= 0].tolist()) for _, t in ds]
+    assert labels == [[1, 2], [], [1]]
 
 
 def test_pipeline_is_reproducible_with_a_seed():

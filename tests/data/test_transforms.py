@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_rtmdet.data.transforms import box_utils, geometric, mosaic_mixup, photometric
+from keras_rtmdet.data.transforms import box_utils, geometric, mask_targets, mosaic_mixup, photometric
 
 COLOURS = np.array(
     [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (200, 60, 200), (40, 210, 210)], np.uint8
@@ -99,6 +99,47 @@ def test_masks_to_boxes_and_flip():
     flipped = box_utils.flip_boxes_horizontal(tf.constant([[3.0, 2, 9, 5]]), 12).numpy()
     np.testing.assert_array_equal(flipped, [[3, 2, 9, 5]])
     np.testing.assert_array_equal(box_utils.flip_boxes_horizontal(tf.constant([[0.0, 0, 2, 1]]), 12).numpy(), [[10, 0, 12, 1]])
+
+
+def test_filter_small_boxes_is_mmdet_filter_annotations():
+    # Widths 0.5, 1, 1.5, 3 and heights 3, 3, 3, 1: mmdet keeps w > 1 and h > 1 (strictly).
+    boxes = tf.constant([[0, 0, 0.5, 3], [0, 0, 1, 3], [2, 2, 3.5, 5], [0, 0, 3, 1]], tf.float32)
+    sample = {"boxes": boxes, "labels": tf.range(4), "masks": tf.zeros((4, 6, 6), tf.uint8),
+              "mask_centers": tf.zeros((4, 2))}
+    out, keep = box_utils.filter_small_boxes(sample, (1, 1))
+    assert bool(keep)
+    np.testing.assert_array_equal(out["labels"].numpy(), [2])
+    assert out["masks"].shape == (1, 6, 6) and out["mask_centers"].shape == (1, 2)
+    # A sample it empties is dropped (mmdet's keep_empty=True), unless asked to keep it.
+    thin = {"boxes": boxes[:2], "labels": tf.range(2)}
+    assert not bool(box_utils.filter_small_boxes(thin, (1, 1))[1])
+    emptied, keep = box_utils.filter_small_boxes(thin, (1, 1), drop_if_emptied=False)
+    assert bool(keep) and emptied["labels"].shape == (0,)
+    # A sample without objects passes as it is.
+    empty = {"boxes": tf.zeros((0, 4)), "labels": tf.zeros((0,), tf.int32)}
+    assert bool(box_utils.filter_small_boxes(empty, (1, 1))[1])
+
+
+def test_mask_centers_and_subsampling():
+    masks = np.zeros((3, 10, 12), np.uint8)
+    masks[0, 2:5, 3:9] = 1  # centre (5.5, 3): integer pixel indices, no +0.5
+    masks[1, 7, 11] = 1
+    centers = mask_targets.mask_centers(tf.constant(masks)).numpy()
+    np.testing.assert_allclose(centers, [[5.5, 3.0], [11.0, 7.0], [0.0, 0.0]])
+    assert centers.dtype == np.float32
+    sub = mask_targets.subsample_masks(tf.constant(masks), 4).numpy()
+    np.testing.assert_array_equal(sub, masks[:, 2::4, 2::4])
+    assert sub.shape == (3, 2, 3)
+    assert mask_targets.subsample_masks(tf.constant(masks), 1).shape == masks.shape
+    with pytest.raises(ValueError):
+        mask_targets.subsample_masks(tf.constant(masks), 0)
+    # Exact at large sizes: x·m sums beyond 2^31 (int64) and beyond float32's 2^24.
+    big = tf.ones((1, 1300, 2000), tf.uint8)
+    np.testing.assert_allclose(mask_targets.mask_centers(big).numpy(), [[999.5, 649.5]])
+    sample = mask_targets.add_mask_targets({"masks": tf.constant(masks), "labels": tf.range(3)}, 2)
+    assert sample["masks"].shape == (3, 5, 6) and sample["mask_centers"].shape == (3, 2)
+    no_masks = {"labels": tf.range(3)}
+    assert mask_targets.add_mask_targets(no_masks) is no_masks
 
 
 # --- geometric ------------------------------------------------------------------

@@ -6,7 +6,7 @@ a sample always drops the matching labels and masks with the boxes.
 
 import tensorflow as tf
 
-INSTANCE_KEYS = ("boxes", "labels", "masks")
+INSTANCE_KEYS = ("boxes", "labels", "masks", "mask_centers")
 
 
 def clip_boxes(boxes, height, width):
@@ -44,6 +44,23 @@ def is_inside(boxes, height, width):
 def filter_instances(sample, keep):
     """The sample with only the instances where `keep` (N,) bool is True."""
     return gather_instances(sample, tf.reshape(tf.where(keep), (-1,)))
+
+
+def filter_small_boxes(sample, min_wh=(1.0, 1.0), drop_if_emptied=True):
+    """mmdet `FilterAnnotations(min_gt_bbox_wh=min_wh)` (by box): keep the instances whose
+    box is wider than `min_wh[0]` and taller than `min_wh[1]` (strictly).
+
+    Returns `(sample, keep)`, `keep` a bool scalar: False when the sample had
+    instances and none is left and `drop_if_emptied` (mmdet's default
+    `keep_empty=True`, which the Ins configs use: the transform returns None
+    and mmengine re-draws another index; here, `filter` on `keep`). A sample
+    that had no instance to begin with is kept, as mmdet returns it unchanged.
+    """
+    boxes = sample["boxes"]
+    wide = (boxes[:, 2] - boxes[:, 0] > min_wh[0]) & (boxes[:, 3] - boxes[:, 1] > min_wh[1])
+    emptied = tf.logical_and(tf.size(wide) > 0, tf.logical_not(tf.reduce_any(wide)))
+    keep = tf.logical_not(tf.logical_and(tf.constant(bool(drop_if_emptied)), emptied))
+    return filter_instances(sample, wide), keep
 
 
 def gather_instances(sample, indices):
