@@ -1,20 +1,26 @@
-"""`rtmdet predict`: detect objects in image files.
+"""`rtmdet predict`: detect (and, with an RTMDet-Ins model, segment) objects in image files.
 
 Writes one annotated image per input and a `detections.json`:
 
     {"model": str, "settings": {...},
      "images": [{"file": str, "width": int, "height": int, "output": str,
                  "detections": [{"box": [x1, y1, x2, y2], "score": float,
-                                 "label": int, "class_name": str | null}]}],
+                                 "label": int, "class_name": str | null,
+                                 "mask": {"size": [h, w], "counts": str}}]}],
      "errors": [{"file": str, "error": str}]}
 
-Boxes are in the original image's pixels.
+Boxes are in the original image's pixels. `mask` (instance-segmentation
+models only) is the detection's binary mask over the whole image as COCO
+compressed RLE (`pycocotools.mask.decode` reads it back); the annotated
+images show masks as a semi-transparent fill of the class colour with its
+contour.
 """
 
 import collections
 import json
 import os
 
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn
@@ -57,13 +63,20 @@ def add_parser(subparsers):
 
 
 def load_model(preset, checkpoint=None):
-    """An `RTMDet` from a preset name/directory, optionally with a checkpoint's weights."""
-    from keras_rtmdet import RTMDet
-
-    model = RTMDet.from_preset(preset, load_weights=checkpoint is None)
+    """An `RTMDet` (or `RTMDetIns`, for Ins presets) from a preset name/directory, optionally with a
+    checkpoint's weights."""
+    model = task_class(preset).from_preset(preset, load_weights=checkpoint is None)
     if checkpoint is not None:
         model.load_checkpoint(checkpoint)
     return model
+
+
+def task_class(preset):
+    """`RTMDetIns` for the names of `RTMDET_INS_PRESETS`, else `RTMDet` (a preset directory names its own class)."""
+    from keras_rtmdet import RTMDet
+    from keras_rtmdet import RTMDetIns
+
+    return RTMDetIns if preset in RTMDetIns.presets else RTMDet
 
 
 def image_detections(outputs, index):
@@ -76,10 +89,25 @@ def image_detections(outputs, index):
     )
 
 
-def detection_records(boxes, scores, labels, class_names=None):
-    """JSON-ready dicts `{box, score, label, class_name}`; boxes rounded to 1e-4 px, scores to 1e-6."""
+def image_masks(outputs, index, height, width):
+    """(K, height, width) bool masks of image `index` of `model.predict`'s outputs, or None without masks.
+
+    `predict` pads every image's masks to the batch's largest height and width;
+    this cuts them back to the image's own `height` x `width`.
+    """
+    if "masks" not in outputs:
+        return None
+    count = int(outputs["num_detections"][index])
+    return np.asarray(outputs["masks"][index, :count, :height, :width], bool)
+
+
+def detection_records(boxes, scores, labels, class_names=None, masks=None):
+    """JSON-ready dicts `{box, score, label, class_name}` (+ `mask`, COCO RLE, with `masks` (K, H, W));
+    boxes rounded to 1e-4 px, scores to 1e-6."""
+    from keras_rtmdet.evaluation.coco_metrics import encode_mask
+
     records = []
-    for box, score, label in zip(boxes, scores, labels):
+    for k, (box, score, label) in enumerate(zip(boxes, scores, labels)):
         label = int(label)
         name = class_names[label] if class_names is not None and 0 <= label < len(class_names) else None
         records.append(
@@ -90,24 +118,27 @@ def detection_records(boxes, scores, labels, class_names=None):
                 "class_name": name,
             }
         )
+        if masks is not None:
+            records[-1]["mask"] = encode_mask(masks[k])
     return records
 
 
-def save_image_result(image, detections, class_names, output_path, file):
+def save_image_result(image, detections, class_names, output_path, file, masks=None):
     """Draw and write one annotated image; return its `images` entry of detections.json.
 
     Args:
         image: (H, W, 3) uint8 RGB.
         detections: (boxes, scores, labels) as from `image_detections`.
+        masks: optional (K, H, W) bool, as from `image_masks`.
     """
     boxes, scores, labels = detections
-    write_image(output_path, draw_detections(image, boxes, scores, labels, class_names))
+    write_image(output_path, draw_detections(image, boxes, scores, labels, class_names, masks=masks))
     return {
         "file": os.fspath(file),
         "width": int(image.shape[1]),
         "height": int(image.shape[0]),
         "output": os.path.basename(output_path),
-        "detections": detection_records(boxes, scores, labels, class_names),
+        "detections": detection_records(boxes, scores, labels, class_names, masks),
     }
 
 
@@ -198,7 +229,8 @@ def run(args):
                 path = os.path.join(args.out, unique_output_name(file, args.save_format, used))
                 try:
                     detections = image_detections(outputs, i)
-                    results.append(save_image_result(image, detections, model.class_names, path, file))
+                    masks = image_masks(outputs, i, *image.shape[:2])
+                    results.append(save_image_result(image, detections, model.class_names, path, file, masks))
                 except ValueError as error:
                     _report(err, errors, file, str(error))
                 progress.advance(task)

@@ -1,9 +1,12 @@
-"""`rtmdet train`: train or fine-tune RTMDet with the reference recipe.
+"""`rtmdet train`: train or fine-tune RTMDet (or RTMDet-Ins, `--task ins`) with the reference recipe.
+
+An RTMDet-Ins trains on the data's instance masks (COCO JSON polygons / RLE,
+or the synthetic shapes' masks) and is evaluated with box and mask AP.
 
 Writes to `--out`: `args.json` (to resume), `results.csv` and `train_log.csv`
 (per-epoch losses and COCO stats), `best/` and `last/` presets (EMA weights),
 `results.png` (loss and mAP curves) and `val_predictions/` (a few validation
-images with the final model's boxes drawn). `--resume DIR` continues an
+images with the final model's boxes, and masks, drawn). `--resume DIR` continues an
 interrupted run from its last finished epoch.
 """
 
@@ -17,9 +20,10 @@ from rich.markup import escape
 from keras_rtmdet.cli.data_args import add_data_arguments
 from keras_rtmdet.cli.data_args import build_sources
 
-HELP = "train an RTMDet detector (COCO JSON, tensorflow-datasets or synthetic data)"
+HELP = "train an RTMDet detector or RTMDet-Ins instance segmenter (COCO JSON, tensorflow-datasets or synthetic data)"
 ARGS_FILE = "args.json"
 SIZES = ("tiny", "s", "m", "l", "x")
+TASKS = ("det", "ins")
 
 
 def add_parser(subparsers):
@@ -27,6 +31,11 @@ def add_parser(subparsers):
     add_data_arguments(parser, train=True)
     model = parser.add_argument_group("model")
     model.add_argument("--preset", help="start from a preset's weights (name or directory); head resized to the data")
+    model.add_argument(
+        "--task",
+        choices=TASKS,
+        help="det: RTMDet boxes; ins: RTMDet-Ins boxes and masks (default det; with --preset, the preset's)",
+    )
     model.add_argument("--size", choices=SIZES, default="s", help="architecture when not --preset (default s)")
     model.add_argument("--image-size", type=int, default=640, help="training/eval image side (default 640)")
     run = parser.add_argument_group("run")
@@ -53,22 +62,44 @@ def _saved_args(out):
 
 
 def build_model(args, num_classes, class_names):
+    """The model to train: `--preset`'s (its task decides det / Ins), else a fresh `--task` / `--size` one."""
     import keras
 
     from keras_rtmdet import RTMDet
+    from keras_rtmdet import RTMDetIns
+    from keras_rtmdet.cli.predict import task_class
     from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
+    from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
 
     keras.utils.set_random_seed(args.seed)
     size = (args.image_size, args.image_size)
+    task = getattr(args, "task", None)
     if args.preset:
-        return RTMDet.from_preset(args.preset, num_classes=num_classes, class_names=class_names, image_size=size)
+        model = task_class(args.preset).from_preset(
+            args.preset, num_classes=num_classes, class_names=class_names, image_size=size
+        )
+        if task is not None and task != model_task(model):
+            kind = {"det": "an RTMDet (det)", "ins": "an RTMDet-Ins (ins)"}[model_task(model)]
+            raise ValueError(f"--task {task}, but --preset {args.preset} is {kind} model.")
+        return model
+    if task == "ins":
+        arch = dict(RTMDET_INS_PRESETS[f"rtmdet_ins_{args.size}_coco"]["arch"], num_classes=num_classes)
+        return RTMDetIns.from_arch(**arch, class_names=class_names, image_size=size)
     arch = dict(RTMDET_PRESETS[f"rtmdet_{args.size}_coco"]["arch"], num_classes=num_classes)
     return RTMDet.from_arch(**arch, class_names=class_names, image_size=size)
 
 
+def model_task(model):
+    """"ins" for an `RTMDetIns`, "det" for any other detector."""
+    from keras_rtmdet import RTMDetIns
+
+    return "ins" if isinstance(model, RTMDetIns) else "det"
+
+
 def draw_validation_images(model, source, out_dir, count):
-    """Predict on the first `count` validation images and write them with boxes drawn; return the paths."""
+    """Predict on the first `count` validation images and write them with boxes (and masks) drawn; return the paths."""
     from keras_rtmdet.cli.predict import image_detections
+    from keras_rtmdet.cli.predict import image_masks
     from keras_rtmdet.utils.drawing import draw_detections
     from keras_rtmdet.utils.image_io import write_image
 
@@ -79,7 +110,8 @@ def draw_validation_images(model, source, out_dir, count):
     paths = []
     for n, (image_id, image) in enumerate(zip(ids, images)):
         path = os.path.join(out_dir, f"{image_id}.jpg")
-        write_image(path, draw_detections(image, *image_detections(outputs, n), model.class_names))
+        masks = image_masks(outputs, n, *image.shape[:2])
+        write_image(path, draw_detections(image, *image_detections(outputs, n), model.class_names, masks=masks))
         paths.append(path)
     return paths
 
@@ -105,8 +137,9 @@ def run_command(args):
     from keras_rtmdet.training.train_recipe import train_rtmdet
 
     size = args.size if not args.preset else _preset_size(args.preset)
+    name = "RTMDet-Ins" if model_task(model) == "ins" else "RTMDet"
     out.print(
-        f"Training RTMDet-{size} ({model.count_params():,} parameters, {train_source.num_classes} classes) on "
+        f"Training {name}-{size} ({model.count_params():,} parameters, {train_source.num_classes} classes) on "
         f"{len(train_source)} images at {args.image_size}², batch {args.batch_size}, {args.epochs} epochs → "
         f"{escape(args.out)}",
         highlight=False,

@@ -1,7 +1,9 @@
 """`rtmdet val`: COCO metrics of a model on a validation set (pycocotools).
 
-Prints the 12 COCO stats and the per-class AP table; writes them to
-`--out/metrics.json`.
+Prints the 12 COCO stats and the per-class AP table, of the boxes and, for
+models that output masks (RTMDet-Ins), of the masks; writes them to
+`--out/metrics.json`: box stats as `AP`, `AP50`, ..., `per_class_AP`, mask
+stats prefixed `segm_` (`segm_AP`, ...), as in a training run's results.csv.
 """
 
 import argparse
@@ -33,9 +35,10 @@ def run(args):
         _, source = build_sources(args, train=False)
         if source is None:
             raise ValueError("no validation data given.")
-        from keras_rtmdet import RTMDet
+        from keras_rtmdet import RTMDetIns
+        from keras_rtmdet.cli.predict import task_class
 
-        model = RTMDet.from_preset(args.preset)
+        model = task_class(args.preset).from_preset(args.preset)
         if source.num_classes != model.head.num_classes:
             raise ValueError(
                 f"the model predicts {model.head.num_classes} classes, the data has {source.num_classes}."
@@ -44,9 +47,16 @@ def run(args):
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
     from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
+    from keras_rtmdet.evaluation.coco_metrics import has_segmentations
 
+    iou_types = ("bbox",)
+    if isinstance(model, RTMDetIns):
+        if has_segmentations(source.coco):
+            iou_types = ("bbox", "segm")
+        else:
+            err.print("[yellow]note:[/] the validation data has no instance masks: box AP only.", highlight=False)
     settings = {} if args.score_thr is None else {"score_threshold": args.score_thr}
-    stats = evaluate_coco(model, source, batch_size=args.batch_size, **settings)
+    stats = evaluate_coco(model, source, batch_size=args.batch_size, iou_types=iou_types, **settings)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "metrics.json")
     with open(path, "w") as f:

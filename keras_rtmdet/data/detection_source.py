@@ -61,10 +61,10 @@ class DetectionSource:
         """
         raise NotImplementedError
 
-    def sample(self, image_id):
-        """The full numpy sample dict of one image (see the module docstring)."""
+    def sample(self, image_id, with_masks=None):
+        """The full numpy sample dict of one image (see the module docstring); `with_masks` as in `annotations`."""
         sample = {"image": self.load_image(image_id), "image_id": np.int64(image_id)}
-        sample.update(self.annotations(image_id))
+        sample.update(self.annotations(image_id, with_masks=with_masks))
         return sample
 
     def label_of(self, category_id):

@@ -29,7 +29,7 @@ def decode_image_bytes(tf, data):
     return image
 
 
-def _coco_json_dataset(tf, source, ids):
+def _coco_json_dataset(tf, source, ids, with_masks):
     """File reads and JPEG/PNG decoding in the tf.data graph, in parallel; masks through pycocotools."""
     # Masks are decoded per element in the pipeline, not all up front.
     annotations = [source.annotations(i, with_masks=False) for i in ids]
@@ -45,15 +45,17 @@ def _coco_json_dataset(tf, source, ids):
     def decode(row):
         image = decode_image_bytes(tf, tf.io.read_file(row["path"]))
         sample = {"image": image, "boxes": row["boxes"], "labels": row["labels"], "image_id": row["image_id"]}
-        if source.with_masks:
-            masks = tf.numpy_function(lambda i: source.annotations(int(i))["masks"], [row["image_id"]], tf.uint8)
+        if with_masks:
+            masks = tf.numpy_function(
+                lambda i: source.annotations(int(i), with_masks=True)["masks"], [row["image_id"]], tf.uint8
+            )
             sample["masks"] = tf.ensure_shape(masks, (None, None, None))
         return sample
 
     return table, decode
 
 
-def source_dataset(source, shuffle=True, seed=None, repeat=False):
+def source_dataset(source, shuffle=True, seed=None, repeat=False, with_masks=None):
     """Samples of `source` as tf.data: `{"image", "boxes", "labels", "image_id"[, "masks"]}`.
 
     COCO JSON sources read and decode files inside the graph
@@ -66,10 +68,15 @@ def source_dataset(source, shuffle=True, seed=None, repeat=False):
         shuffle: shuffle the order each epoch.
         seed: shuffle seed.
         repeat: repeat forever.
+        with_masks: include `"masks"` (N, H, W) uint8; None: the source's
+            own `with_masks`. tensorflow-datasets sources have no masks.
     """
     import tensorflow as tf
 
+    with_masks = source.with_masks if with_masks is None else bool(with_masks)
     if hasattr(source, "training_dataset"):
+        if with_masks:
+            raise ValueError(f"{type(source).__name__} reads boxes only: it has no masks to train on.")
         ds = source.training_dataset(shuffle_files=shuffle)
         if shuffle:
             ds = ds.shuffle(1024, seed=seed, reshuffle_each_iteration=True)
@@ -77,14 +84,14 @@ def source_dataset(source, shuffle=True, seed=None, repeat=False):
 
     ids = list(source.image_ids)
     if isinstance(source, CocoJsonSource):
-        ds, decode = _coco_json_dataset(tf, source, ids)
+        ds, decode = _coco_json_dataset(tf, source, ids, with_masks)
     else:
         ds = tf.data.Dataset.from_tensor_slices(np.array(ids, np.int64))
-        signature = _signature(tf, source.with_masks)
+        signature = _signature(tf, with_masks)
 
         def decode(image_id):
             def load(i):
-                sample = source.sample(int(i))
+                sample = source.sample(int(i), with_masks=with_masks)
                 return tuple(np.asarray(sample[k], spec.dtype.as_numpy_dtype) for k, spec in signature.items())
 
             values = tf.numpy_function(load, [image_id], [s.dtype for s in signature.values()])

@@ -197,6 +197,13 @@ def print_coco_table(stats, console=None, title="COCO bbox"):
         console.print(table)
 
 
+def has_segmentations(coco_gt):
+    """Whether a ground truth can be scored with `iou_type="segm"`: its annotations have
+    `segmentation`s (True for one without annotations, where every AP is trivially 0)."""
+    annotations = coco_gt.dataset.get("annotations", [])
+    return not annotations or any("segmentation" in a for a in annotations)
+
+
 def _check_iou_types(iou_types):
     iou_types = (iou_types,) if isinstance(iou_types, str) else tuple(iou_types)
     unknown = [t for t in iou_types if t not in IOU_TYPES]

@@ -49,8 +49,14 @@ def train_rtmdet(
     metrics every `val_every` epochs (on the EMA weights) go to
     `run_dir/results.csv`, `run_dir/best` and `run_dir/last` presets.
 
+    An `RTMDetIns` trains on the sources' masks (the training samples carry
+    them, with the Ins crop and FilterAnnotations, and the stride-4 mask
+    targets of `train_pipeline`) and is evaluated with bbox and segm AP
+    (`best` follows the box AP, as the first IoU type); a detection model
+    reads boxes only, whatever the source's `with_masks`.
+
     Args:
-        model: an `RTMDet` with the source's number of classes.
+        model: an `RTMDet` or `RTMDetIns` with the source's number of classes.
         train_source, val_source: `DetectionSource`s (COCO JSON, tfds, synthetic).
         run_dir: output directory.
         epochs, batch_size: the run; an epoch is `len(train_source) // batch_size` steps.
@@ -67,6 +73,7 @@ def train_rtmdet(
     from keras_rtmdet.data.pipeline import staged_train_pipeline
     from keras_rtmdet.data.pipeline_switch import PipelineSwitch
     from keras_rtmdet.data.source_dataset import source_dataset
+    from keras_rtmdet.models.rtmdet_ins.rtmdet_ins import RTMDetIns
 
     if model_size not in MODEL_SIZES:
         raise ValueError(f"model_size must be one of {MODEL_SIZES}, got {model_size!r}.")
@@ -80,6 +87,9 @@ def train_rtmdet(
     steps_per_epoch = len(train_source) // batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"{len(train_source)} training images are fewer than one batch of {batch_size}.")
+    instance_segmentation = isinstance(model, RTMDetIns)
+    if instance_segmentation and val_source is not None:
+        _check_has_segmentations(val_source)
     image_size = int(image_size or model.image_size[0])
     stage2_epochs = stage2_epochs_for(epochs) if stage2_epochs is None else int(stage2_epochs)
     os.makedirs(run_dir, exist_ok=True)
@@ -87,7 +97,7 @@ def train_rtmdet(
     import tensorflow as tf
 
     stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="pipeline_stage")
-    samples = source_dataset(train_source, shuffle=True, seed=seed, repeat=True)
+    samples = source_dataset(train_source, shuffle=True, seed=seed, repeat=True, with_masks=instance_segmentation)
     dataset = staged_train_pipeline(
         samples,
         stage_variable=stage,
@@ -114,7 +124,10 @@ def train_rtmdet(
     if val_source is not None:
         from keras_rtmdet.evaluation.coco_callback import CocoEvaluationCallback
 
-        callbacks.append(CocoEvaluationCallback(val_source, run_dir, every=val_every, ema=ema_callback))
+        iou_types = ("bbox", "segm") if instance_segmentation else ("bbox",)
+        callbacks.append(
+            CocoEvaluationCallback(val_source, run_dir, every=val_every, ema=ema_callback, iou_types=iou_types)
+        )
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(run_dir, TRAIN_LOG), append=True))
     callbacks.extend(extra_callbacks)
     return model.fit(
@@ -122,3 +135,12 @@ def train_rtmdet(
     )
 
 
+def _check_has_segmentations(source):
+    """Fail before training, not at the first evaluation, when segm AP cannot be computed."""
+    from keras_rtmdet.evaluation.coco_metrics import has_segmentations
+
+    if not has_segmentations(source.coco):
+        raise ValueError(
+            f"The validation data ({type(source).__name__}) has no instance masks, which the segm "
+            "evaluation of an RTMDetIns needs."
+        )

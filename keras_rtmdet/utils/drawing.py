@@ -1,4 +1,4 @@
-"""Drawing detections (boxes with class name and score) on RGB images."""
+"""Drawing detections (boxes with class name and score, and instance masks) on RGB images."""
 
 import colorsys
 
@@ -27,8 +27,10 @@ def label_text(label, score, class_names=None):
     return f"{name} {float(score):.2f}"
 
 
-def draw_detections(image, boxes, scores, labels, class_names=None, thickness=None, font_scale=None):
-    """Draw boxes and "name score" labels on a copy of an image.
+def draw_detections(
+    image, boxes, scores, labels, class_names=None, thickness=None, font_scale=None, masks=None, mask_alpha=0.45
+):
+    """Draw boxes and "name score" labels (and masks) on a copy of an image.
 
     Args:
         image: (H, W, 3) uint8 RGB image; not modified.
@@ -38,6 +40,10 @@ def draw_detections(image, boxes, scores, labels, class_names=None, thickness=No
         class_names: optional sequence mapping class index to name.
         thickness, font_scale: line width and text size; by default they
             grow with the image so labels stay legible.
+        masks: optional (K, H, W) bool (or 0/1) instance masks, one per box,
+            drawn as a semi-transparent fill of the class colour with a
+            contour of it, under the boxes and labels.
+        mask_alpha: opacity of the mask fill, in [0, 1].
 
     Returns: the annotated (H, W, 3) uint8 RGB image.
     """
@@ -50,16 +56,44 @@ def draw_detections(image, boxes, scores, labels, class_names=None, thickness=No
     if not len(boxes) == len(scores) == len(labels):
         raise ValueError(f"Got {len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels.")
     height, width = image.shape[:2]
+    if masks is not None:
+        masks = np.asarray(masks)
+        if masks.shape != (len(boxes), height, width):
+            raise ValueError(
+                f"Expected masks of shape {(len(boxes), height, width)} (one per box, the image's size), "
+                f"got {masks.shape}."
+            )
+        if not 0.0 <= mask_alpha <= 1.0:
+            raise ValueError(f"mask_alpha must be in [0, 1], got {mask_alpha}.")
     size = max(height, width) / 640.0
     thickness = thickness or max(1, int(round(2 * size)))
     font_scale = font_scale or max(0.35, 0.5 * size)
     canvas = np.ascontiguousarray(image.copy())
-    # Lowest score first, so the most confident boxes end up on top.
-    for i in np.argsort(scores, kind="stable"):
-        if labels[i] < 0 or not np.all(np.isfinite(boxes[i])):
+    # Lowest score first, so the most confident boxes (and masks) end up on top.
+    order = [i for i in np.argsort(scores, kind="stable") if labels[i] >= 0]
+    if masks is not None:
+        for i in order:
+            draw_mask(canvas, masks[i], class_color(labels[i]), mask_alpha, max(1, thickness // 2))
+    for i in order:
+        if not np.all(np.isfinite(boxes[i])):
             continue
         _draw_one(canvas, boxes[i], label_text(labels[i], scores[i], class_names), class_color(labels[i]),
                   thickness, font_scale)
+    return canvas
+
+
+def draw_mask(canvas, mask, color, alpha=0.45, thickness=1):
+    """Blend `color` into `canvas` (H, W, 3) uint8, in place, where `mask` (H, W) is set, and outline it.
+
+    The contours include those of holes, so a ring reads as a ring.
+    """
+    mask = np.asarray(mask).astype(bool)
+    if not mask.any():
+        return canvas
+    region = canvas[mask].astype(np.float32)
+    canvas[mask] = np.round((1.0 - alpha) * region + alpha * np.asarray(color, np.float32)).astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(canvas, contours, -1, color, thickness, cv2.LINE_AA)
     return canvas
 
 

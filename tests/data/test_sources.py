@@ -92,6 +92,21 @@ def test_tf_data_decoding_equals_the_numpy_reader(tmp_path, with_masks):
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
+@pytest.mark.parametrize("kind", ["coco_json", "synthetic"])
+def test_source_dataset_with_masks_overrides_the_source(tmp_path, kind):
+    if kind == "coco_json":
+        source = CocoJsonSource(write_coco(tmp_path), tmp_path, with_masks=False)
+    else:
+        source = SyntheticShapesSource(3, image_size=(40, 50), with_masks=False, seed=2)
+    with_masks = {int(s["image_id"]): s for s in source_dataset(source, shuffle=False, with_masks=True)}
+    for image_id, sample in with_masks.items():
+        want = source.annotations(image_id, with_masks=True)["masks"]
+        np.testing.assert_array_equal(sample["masks"].numpy(), want)
+    source.with_masks = True
+    assert "masks" not in source_dataset(source, shuffle=False, with_masks=False).element_spec
+    assert "masks" in source_dataset(source, shuffle=False).element_spec  # None: the source's setting
+
+
 def test_synthetic_shapes_boxes_are_the_masks_extent_and_reproducible():
     source = SyntheticShapesSource(8, image_size=((60, 90), (70, 100)), num_classes=4, max_objects=5, with_masks=True, seed=4)
     counts = []
