@@ -32,6 +32,10 @@ POSTPROCESS_KEYS = (
 )
 
 
+# Inputs of `predict_step` copied to its outputs, in `finalize_predictions`' argument order.
+PASSED_THROUGH = ("scale_factors", "original_sizes")
+
+
 def flatten_levels(levels):
     """Concatenate per-level maps (B, H_l, W_l, D) into (B, Σ H_l·W_l, D), row-major."""
     flat = [keras.layers.Reshape((-1, level.shape[-1]))(level) for level in levels]
@@ -194,11 +198,23 @@ class DenseDetector(keras.Model):
             images, scale_factors = x["images"], x.get("scale_factors")
         else:
             images, scale_factors = x, None
+        # Kept for `finalize_predictions`, which may need them (mask pasting).
+        passed = {k: x[k] for k in PASSED_THROUGH if isinstance(x, dict) and k in x}
         if keras.config.backend() == "jax":
             outputs, state = super().predict_step(args[0], images)
-            return self.postprocess(outputs, images.shape[1:3], scale_factors), state
+            return dict(self.postprocess(outputs, images.shape[1:3], scale_factors), **passed), state
         outputs = super().predict_step(images)
-        return self.postprocess(outputs, images.shape[1:3], scale_factors)
+        return dict(self.postprocess(outputs, images.shape[1:3], scale_factors), **passed)
+
+    def finalize_predictions(self, outputs, scale_factors=None, original_sizes=None):
+        """Numpy outputs of `predict` from the post-processed batch (subclasses add masks).
+
+        Args:
+            outputs: `postprocess`'s dict (backend or numpy arrays).
+            scale_factors: optional (B, 2) (w_scale, h_scale) of the resize.
+            original_sizes: optional (B, 2) (h, w) of the raw images.
+        """
+        return {key: np.asarray(value) for key, value in outputs.items()}
 
     def predict(
         self,
@@ -216,7 +232,9 @@ class DenseDetector(keras.Model):
             x: one image (H, W, 3), a batch (B, H, W, 3) or a list of images
                 of different sizes; uint8 or float pixels in [0, 255]. A
                 `tf.data.Dataset` or `keras.utils.PyDataset` must instead
-                yield preprocessed `{"images", "scale_factors"}` batches.
+                yield preprocessed `{"images", "scale_factors"}` batches
+                (optionally `original_sizes` (B, 2) (h, w), which variants
+                with masks crop to).
             batch_size: images per forward pass (default 8).
             channel_order: `"rgb"` or `"bgr"`, the order of `x`; defaults to
                 the model's `input_channel_order` ("rgb").
@@ -227,26 +245,21 @@ class DenseDetector(keras.Model):
 
         Returns: dict of numpy arrays, boxes in original-image pixels:
         `boxes` (B, K, 4) xyxy, `scores` (B, K), `labels` (B, K), padded with
-        −1, and `num_detections` (B,).
+        −1, and `num_detections` (B,); variants add their outputs (RTMDetIns:
+        `masks`).
         """
         if _is_dataset(x):
-            with self.postprocess_settings(**settings):
-                return super().predict(x, verbose=verbose, steps=steps, callbacks=callbacks)
-        prep = self.preprocessor(
-            x,
-            input_channel_order=channel_order or self.input_channel_order,
-            output_channel_order=self.input_channel_order,
-        )
-        inputs = {"images": prep["images"], "scale_factors": prep["scale_factors"]}
-        with self.postprocess_settings(**settings):
-            out = super().predict(
-                inputs,
-                batch_size=batch_size or 8,
-                verbose=verbose,
-                steps=steps,
-                callbacks=callbacks,
+            inputs, batch_size = x, None
+        else:
+            prep = self.preprocessor(
+                x,
+                input_channel_order=channel_order or self.input_channel_order,
+                output_channel_order=self.input_channel_order,
             )
-        return {key: np.asarray(value) for key, value in out.items()}
+            inputs, batch_size = {key: prep[key] for key in ("images", *PASSED_THROUGH)}, batch_size or 8
+        with self.postprocess_settings(**settings):
+            out = super().predict(inputs, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
+            return self.finalize_predictions(out, *(out.pop(k, None) for k in PASSED_THROUGH))
 
     def detect(self, images, scale_factors=None, normalized=False, **settings):
         """Post-process an already preprocessed, padded batch (eagerly).

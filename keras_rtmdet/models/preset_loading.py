@@ -65,11 +65,15 @@ class PresetMixin:
         if os.path.isdir(os.fspath(preset)):
             return cls._from_preset_dir(os.fspath(preset), load_weights, **kwargs)
         if preset not in cls.presets:
-            close = difflib.get_close_matches(str(preset), list(cls.presets), n=3)
+            task = _task_with_preset(cls, preset)
+            if task is not None:
+                return task.from_preset(preset, checkpoint=checkpoint, load_weights=load_weights, **kwargs)
+            names = sorted(_all_presets(cls))
+            close = difflib.get_close_matches(str(preset), names, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ValueError(
                 f"Unknown preset {preset!r} and no such directory.{hint} "
-                f"Available presets: {', '.join(sorted(cls.presets))}."
+                f"Available presets: {', '.join(names)}."
             )
         spec = cls.presets[preset]
         if load_weights and checkpoint is None:
@@ -149,6 +153,27 @@ class PresetMixin:
         info.update(metadata or {})
         with open(os.path.join(preset_dir, METADATA_FILE), "w") as f:
             json.dump(info, f, indent=2)
+
+
+def _task_subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _task_subclasses(sub)
+
+
+def _task_with_preset(cls, preset):
+    """The subclass of `cls` whose table has `preset` (`RTMDet.from_preset` of an Ins name builds an `RTMDetIns`)."""
+    for sub in _task_subclasses(cls):
+        if preset in sub.presets:
+            return sub
+    return None
+
+
+def _all_presets(cls):
+    names = set(cls.presets)
+    for sub in _task_subclasses(cls):
+        names.update(sub.presets)
+    return names
 
 
 def _is_complete(directory):

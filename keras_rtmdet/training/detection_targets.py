@@ -46,3 +46,43 @@ def normalize_detection_targets(y, bounding_box_format, image_size):
     has_area = ops.logical_and(boxes[..., 2] > boxes[..., 0], boxes[..., 3] > boxes[..., 1])
     labels = ops.where(has_area, labels, -ops.ones_like(labels))
     return {"boxes": boxes, "labels": labels}
+
+
+def normalize_mask_targets(y, num_slots, image_size, loss_stride=4):
+    """GT masks for the Ins loss: `(masks (B, G, H/s, W/s) float32, centres (B, G, 2))`.
+
+    `y["masks"]` is either (B, G, H, W) at the padded input size, sampled
+    here at the stride-`s` pixel centres ``[s//2::s, s//2::s]`` (the
+    reference's `mask_loss_stride`), its centres of mass computed first at
+    full resolution; or already (B, G, H/s, W/s) so sampled, which then
+    needs `y["mask_centers"]` (B, G, 2) (x, y) computed at full resolution
+    (the training pipeline's output, 16× smaller per batch).
+    """
+    from keras_rtmdet.training.dynamic_soft_label_assigner import mask_centers_of_mass
+
+    if "masks" not in y:
+        raise ValueError("Instance-segmentation targets need 'masks' (batch, N, H, W) besides 'boxes' and 'labels'.")
+    masks = y["masks"]
+    height, width = image_size
+    if len(masks.shape) != 4 or masks.shape[1] != num_slots:
+        raise ValueError(
+            f"Target masks must be (batch, {num_slots}, H, W), one per box slot; got {tuple(masks.shape)}."
+        )
+    size = tuple(masks.shape[2:])
+    start = loss_stride // 2
+    if size == (height, width):
+        centers = mask_centers_of_mass(masks)
+        return ops.cast(masks[:, :, start::loss_stride, start::loss_stride], "float32"), centers
+    if size == (-(-height // loss_stride), -(-width // loss_stride)):
+        if "mask_centers" not in y:
+            raise ValueError(
+                f"Masks at stride {loss_stride} {size} need 'mask_centers' (batch, N, 2), the full-resolution "
+                "centres of mass; or pass full-resolution masks."
+            )
+        centers = ops.cast(y["mask_centers"], "float32")
+        if tuple(centers.shape[1:]) != (num_slots, 2):
+            raise ValueError(f"'mask_centers' must be (batch, {num_slots}, 2); got {tuple(centers.shape)}.")
+        return ops.cast(masks, "float32"), centers
+    raise ValueError(
+        f"Target masks of size {size} fit neither the input {(height, width)} nor its stride-{loss_stride} grid."
+    )

@@ -164,11 +164,14 @@ def test_predict_on_raw_images_then_masks(case):
     inputs, preds = fx["inputs"], fx["preds"]
     raw = [inputs["pipe_raw_image_0"], inputs["pipe_raw_image_1"]]
     out = model.predict(raw, channel_order="bgr", verbose=0)
-    prep = model.preprocessor(raw, input_channel_order="bgr", output_channel_order="bgr")
-    masks = model.masks_from_detections(out, prep["scale_factors"], prep["original_sizes"])
+    height, width = max(r.shape[0] for r in raw), max(r.shape[1] for r in raw)
+    assert out["masks"].shape == (2, model.max_detections, height, width) and out["masks"].dtype == bool
+    assert "mask_logits" not in out
     for b in range(2):
+        n, (h, w) = out["num_detections"][b], raw[b].shape[:2]
+        assert not out["masks"][b, n:].any() and not out["masks"][b, :, h:].any() and not out["masks"][b, :, :, w:].any()
         pairs = _pair_with_reference(out, preds, "pipe_", b)
-        ours, ref = to_numpy(masks[b])[pairs], preds[f"pipe_img{b}_masks"]
+        ours, ref = out["masks"][b, :, :h, :w][pairs], preds[f"pipe_img{b}_masks"]
         assert ours.shape == ref.shape
         assert int((ours != ref).sum()) <= MAX_MASK_FLIP_FRACTION * ref.size
 
@@ -214,3 +217,12 @@ def test_fresh_head_initialisation_follows_the_reference():
     assert cls_tower["convs"][1][0] is cls_tower["convs"][0][0]
     assert kernel_tower["convs"][1][0] is not kernel_tower["convs"][0][0]
     assert "reg_convs" not in head.towers
+
+
+def test_predict_without_detections_gives_empty_masks(case):
+    fx, model = case
+    raw = [fx["inputs"]["pipe_raw_image_0"], fx["inputs"]["pipe_raw_image_1"]]
+    out = model.predict(raw, channel_order="bgr", score_threshold=1.0, verbose=0)
+    height, width = max(r.shape[0] for r in raw), max(r.shape[1] for r in raw)
+    assert np.all(out["num_detections"] == 0)
+    assert out["masks"].shape == (2, model.max_detections, height, width) and not out["masks"].any()

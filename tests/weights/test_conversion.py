@@ -195,3 +195,30 @@ def test_fine_tuning_on_other_classes_keeps_all_but_the_class_branch(mini_preset
     assert bias.shape == (3,)
     np.testing.assert_allclose(bias, -4.59512, atol=1e-4)
     assert tuple(model(image_batch())["cls_logits"].shape) == (1, 525, 3)
+
+
+def test_rtmdet_from_preset_builds_ins_models_from_ins_names(tmp_path, monkeypatch):
+    """`RTMDet.from_preset` of an Ins name gives an `RTMDetIns`, downloaded and converted like the det ones."""
+    from keras_rtmdet import RTMDetIns
+
+    ins_checkpoint = os.path.join(FIXTURES, "ins_mini", "checkpoint.pth")
+    monkeypatch.setenv("KERAS_RTMDET_HOME", str(tmp_path / "home"))
+    spec = dict(RTMDetIns.presets["rtmdet_ins_tiny_coco"])
+    spec.update(
+        arch=dict(deepen_factor=0.167, widen_factor=0.125, neck_num_csp_blocks=1, num_classes=80),
+        image_size=(160, 160),
+        checkpoint_url=f"file://{os.path.abspath(ins_checkpoint)}",
+        checkpoint_filename="ins_mini.pth",
+        sha256_prefix=download.sha256_of(ins_checkpoint)[:8],
+    )
+    monkeypatch.setitem(RTMDetIns.presets, "mini_ins_test_coco", spec)
+    model = RTMDet.from_preset("mini_ins_test_coco")
+    assert isinstance(model, RTMDetIns) and model.max_detections == 100
+    reference = RTMDetIns.from_arch(**spec["arch"], image_size=(160, 160))
+    reference.load_checkpoint(ins_checkpoint)
+    x = image_batch()
+    for key in ("cls_logits", "kernel_preds", "mask_feat"):
+        np.testing.assert_allclose(to_numpy(model(x)[key]), to_numpy(reference(x)[key]), atol=1e-5)
+    assert isinstance(RTMDet.from_preset("rtmdet_ins_s_coco", load_weights=False), RTMDetIns)
+    with pytest.raises(ValueError, match=r"Unknown preset 'rtmdet_ins_s_cooc'.*rtmdet_ins_s_coco"):
+        RTMDet.from_preset("rtmdet_ins_s_cooc")

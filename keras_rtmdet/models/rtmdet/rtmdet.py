@@ -116,8 +116,7 @@ class RTMDet(PresetMixin, DenseDetector):
         self.preprocessor = RTMDetPreprocessor(self.image_size)
         self.bounding_box_format = bounding_box_format
         self.assigner = DynamicSoftLabelAssigner(topk=13, soft_center_radius=3.0, iou_weight=3.0)
-        self.loss_cls_tracker = keras.metrics.Mean(name="loss_cls")
-        self.loss_bbox_tracker = keras.metrics.Mean(name="loss_bbox")
+        self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self._init_postprocess(
             score_threshold, nms_pre, iou_threshold, max_detections, min_bbox_size, max_candidates, nms_method
         )
@@ -142,28 +141,43 @@ class RTMDet(PresetMixin, DenseDetector):
         distances = gather_rows(outputs["bbox_preds"], index)
         return distance_to_boxes(points, ops.cast(distances, "float32"), max_shape=image_size)
 
+    # Loss terms `dense_losses` returns, each tracked for the progress bar.
+    loss_names = ("loss_cls", "loss_bbox")
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """QFL + GIoU against dynamic soft-label targets, as RTMDet trains.
 
         `x`: (B, H, W, 3) images; `y`: `{"boxes": (B, G, 4), "labels": (B, G)}`
         padded with label −1, boxes in `bounding_box_format` (default xyxy
-        pixels of `x`). The assigner sees detached predictions. Returns
-        `loss_cls + loss_bbox`; both are tracked for the progress bar.
+        pixels of `x`). The assigner sees detached predictions. Returns the
+        sum of the `loss_names` terms, each tracked for the progress bar.
         """
         images = x["images"] if isinstance(x, dict) else x
         image_size = tuple(images.shape[1:3])
-        targets = normalize_detection_targets(y, self.bounding_box_format, image_size)
+        targets = self.normalize_targets(y, image_size)
         priors = self.priors(image_size)
         cls_logits = ops.cast(y_pred["cls_logits"], "float32")
         boxes = distance_to_boxes(priors[None, :, :2], ops.cast(y_pred["bbox_preds"], "float32"))
-        assignment = self.assigner(priors, cls_logits, boxes, targets["boxes"], targets["labels"])
-        loss_cls, loss_bbox = rtmdet_detection_loss(cls_logits, boxes, assignment)
-        self.loss_cls_tracker.update_state(loss_cls)
-        self.loss_bbox_tracker.update_state(loss_bbox)
-        total = loss_cls + loss_bbox
+        assignment = self.assigner(
+            priors, cls_logits, boxes, targets["boxes"], targets["labels"], gt_centers=targets.get("centers")
+        )
+        losses = self.dense_losses(y_pred, targets, assignment, priors, cls_logits, boxes)
+        total = 0.0
+        for name in self.loss_names:
+            self.loss_trackers[name].update_state(losses[name])
+            total = total + losses[name]
         if self.losses:
             total = total + ops.sum(self.losses)
         return total
+
+    def normalize_targets(self, y, image_size):
+        """`fit`'s `y` → checked xyxy-pixel `boxes` and `labels` (+ what a variant's loss needs)."""
+        return normalize_detection_targets(y, self.bounding_box_format, image_size)
+
+    def dense_losses(self, y_pred, targets, assignment, priors, cls_logits, boxes):
+        """{name: scalar} of the loss terms, from the assignment."""
+        loss_cls, loss_bbox = rtmdet_detection_loss(cls_logits, boxes, assignment)
+        return {"loss_cls": loss_cls, "loss_bbox": loss_bbox}
 
     @classmethod
     def from_arch(

@@ -1,6 +1,7 @@
 """`RTMDetIns`, the instance-segmentation task."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_rtmdet.models.dense_detector import flatten_levels
@@ -10,6 +11,8 @@ from keras_rtmdet.ops.dynamic_masks import paste_masks
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_head import RTMDetInsSepBNHead
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
+from keras_rtmdet.training.detection_targets import normalize_mask_targets
+from keras_rtmdet.training.mask_loss import rtmdet_mask_loss
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
@@ -25,13 +28,14 @@ class RTMDetIns(RTMDet):
     (score 0.05, nms_pre 1000, IoU 0.6, 100 detections); `mask_threshold`
     binarises the sigmoid of the mask logits.
 
-    `detect`/`postprocess` add `mask_logits` (B, K, H/8, W/8) per detection;
-    `masks_from_detections` turns them into per-image binary masks.
-    Status: the mask loss is not implemented, and `predict` does not yet
-    return masks at the original image sizes.
+    `predict` adds `masks` (B, K, H, W) bool in original-image pixels;
+    `detect`/`postprocess` give `mask_logits` (B, K, H/8, W/8) per detection
+    instead, which `masks_from_detections` turns into per-image binary masks.
     """
 
     presets = RTMDET_INS_PRESETS
+    # The reference's `mask_loss_stride`: GT masks are compared at input/4.
+    MASK_LOSS_STRIDE = 4
     head_class = RTMDetInsSepBNHead
 
     def __init__(
@@ -44,6 +48,7 @@ class RTMDetIns(RTMDet):
         iou_threshold=0.6,
         max_detections=100,
         mask_threshold=0.5,
+        max_mask_positives=512,
         **kwargs,
     ):
         super().__init__(
@@ -57,6 +62,7 @@ class RTMDetIns(RTMDet):
             **kwargs,
         )
         self.mask_threshold = mask_threshold
+        self.max_mask_positives = int(max_mask_positives)
 
     @staticmethod
     def _build_outputs(backbone, neck, head, normalized):
@@ -102,8 +108,57 @@ class RTMDetIns(RTMDet):
             )
         return masks
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        raise NotImplementedError("RTMDetIns training (the mask loss) is not implemented yet.")
+    def finalize_predictions(self, outputs, scale_factors=None, original_sizes=None):
+        """Adds `masks` (B, K, H, W) bool at the original sizes, dropping `mask_logits`.
+
+        H, W are the largest original height and width of the batch; image
+        b's masks fill `[:n_b, :h_b, :w_b]`, the rest is False.
+        """
+        out = super().finalize_predictions(outputs)
+        per_image = [np.asarray(ops.convert_to_numpy(m)) for m in
+                     self.masks_from_detections(out, scale_factors, original_sizes)]
+        del out["mask_logits"]
+        height = max((m.shape[1] for m in per_image), default=0)
+        width = max((m.shape[2] for m in per_image), default=0)
+        masks = np.zeros((len(per_image), out["boxes"].shape[1], height, width), bool)
+        for b, m in enumerate(per_image):
+            masks[b, : m.shape[0], : m.shape[1], : m.shape[2]] = m
+        out["masks"] = masks
+        return out
+
+    loss_names = ("loss_cls", "loss_bbox", "loss_mask")
+
+    def normalize_targets(self, y, image_size):
+        """Adds the stride-4 `masks` and their full-resolution `centers` (the assigner's GT centres).
+
+        `y` needs `masks`: (B, G, H, W) at the input size, or (B, G, H/4,
+        W/4) sampled at ``[2::4, 2::4]`` with `mask_centers` (B, G, 2), as
+        the training pipeline gives them.
+        """
+        targets = super().normalize_targets(y, image_size)
+        num_slots = targets["boxes"].shape[1]
+        targets["masks"], targets["centers"] = normalize_mask_targets(
+            y, num_slots, image_size, self.MASK_LOSS_STRIDE
+        )
+        return targets
+
+    def dense_losses(self, y_pred, targets, assignment, priors, cls_logits, boxes):
+        losses = super().dense_losses(y_pred, targets, assignment, priors, cls_logits, boxes)
+        if targets["masks"].shape[1] == 0:
+            losses["loss_mask"] = ops.sum(ops.cast(y_pred["mask_feat"], "float32")) * 0.0
+            return losses
+        losses["loss_mask"] = rtmdet_mask_loss(
+            y_pred["mask_feat"],
+            y_pred["kernel_preds"],
+            priors,
+            assignment,
+            targets["masks"],
+            self.head.weight_nums,
+            self.head.bias_nums,
+            mask_stride=self.strides[0],
+            max_positives=self.max_mask_positives,
+        )
+        return losses
 
     @classmethod
     def from_arch(cls, deepen_factor, widen_factor, neck_num_csp_blocks, num_classes=80, **kwargs):
@@ -124,4 +179,5 @@ class RTMDetIns(RTMDet):
     def get_config(self):
         config = super().get_config()
         config["mask_threshold"] = self.mask_threshold
+        config["max_mask_positives"] = self.max_mask_positives
         return config
