@@ -210,11 +210,12 @@ class DenseDetector(keras.Model):
         """Numpy outputs of `predict` from the post-processed batch (subclasses add masks).
 
         Args:
-            outputs: `postprocess`'s dict (backend or numpy arrays).
+            outputs: `predict_step`'s dict (backend or numpy arrays); the
+                inputs it passed through are dropped.
             scale_factors: optional (B, 2) (w_scale, h_scale) of the resize.
             original_sizes: optional (B, 2) (h, w) of the raw images.
         """
-        return {key: np.asarray(value) for key, value in outputs.items()}
+        return {key: np.asarray(value) for key, value in outputs.items() if key not in PASSED_THROUGH}
 
     def predict(
         self,
@@ -259,7 +260,7 @@ class DenseDetector(keras.Model):
             inputs, batch_size = {key: prep[key] for key in ("images", *PASSED_THROUGH)}, batch_size or 8
         with self.postprocess_settings(**settings):
             out = super().predict(inputs, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
-            return self.finalize_predictions(out, *(out.pop(k, None) for k in PASSED_THROUGH))
+            return self.finalize_predictions(out, *(out.get(k) for k in PASSED_THROUGH))
 
     def detect(self, images, scale_factors=None, normalized=False, **settings):
         """Post-process an already preprocessed, padded batch (eagerly).

@@ -261,7 +261,12 @@ class OracleModel:
         yield
 
     def preprocessor(self, images, input_channel_order, output_channel_order):
-        return {"images": np.stack(images), "scale_factors": np.ones((len(images), 2), np.float32)}
+        sizes = np.array([image.shape[:2] for image in images])
+        return {"images": np.stack(images), "scale_factors": np.ones((len(images), 2), np.float32), "original_sizes": sizes}
+
+    def finalize_predictions(self, outputs, scale_factors, original_sizes):
+        assert np.all(original_sizes == (64, 64))
+        return outputs
 
     def predict_on_batch(self, x):
         ids = self.batches.pop(0)
