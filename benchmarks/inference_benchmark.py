@@ -3,7 +3,10 @@
 
 Measures, for each dtype policy, batch size and execution path, the network
 forward alone and (with `--with-postprocess`) forward + post-processing
-(decode + class-aware NMS). Weights are random (`load_weights=False`): speed
+(decode + class-aware NMS; Ins: + the dynamic-conv mask logits) and, for
+Ins presets, the end-to-end `forward+postprocess+masks` (+ masks upsampled,
+rescaled and cropped to `--raw-size` by `finalize_predictions`, to numpy).
+Weights are random (`load_weights=False`): speed
 does not depend on them, except through how many candidates reach NMS (see
 `--min-bbox-size`).
 
@@ -37,6 +40,8 @@ import sys
 import time
 import traceback
 
+MASK_STAGE = "forward+postprocess+masks"
+RAW_SIZE = [None, None]  # (h, w) of the raw images masks are pasted to; set from --raw-size
 DEFAULT_PATHS = {"torch": ("eager", "compiled"), "jax": ("jit",), "tensorflow": ("xla",)}
 KNOWN_PATHS = {"torch": ("eager", "compiled"), "jax": ("jit", "eager"), "tensorflow": ("xla", "graph", "eager")}
 
@@ -59,6 +64,18 @@ def parse_args(argv=None):
         help="post-processing size filter; the default keeps every candidate so that, with random "
         "weights, all max_candidates reach NMS (worst case, as in COCO eval at score_threshold 0.001); "
         "0 is the model's default",
+    )
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="post-processing score threshold (default: the model's; random Ins weights score ~0.01, "
+        "under Ins' 0.05: pass 0.001 for the worst case of 100 masks per image)",
+    )
+    p.add_argument(
+        "--raw-size",
+        default=None,
+        help="HxW of the raw images Ins masks are pasted back to in the masks stage (default: the input size)",
     )
     p.add_argument("--compile-mode", default="reduce-overhead", help="torch.compile mode for the compiled path ('none' = default)")
     p.add_argument("--compile-backend", default="inductor", help="torch.compile backend for the compiled path")
@@ -133,10 +150,11 @@ def make_runners(model, path, batch_size, image_size, stages, args):
         compiled = compile_for_inference(
             model, batch_size, image_size, mode=args.compile_mode, backend=args.compile_backend
         )
-        return {"forward": compiled, "forward+postprocess": compiled.detect}
+        runners = {"forward": compiled, "forward+postprocess": compiled.detect}
+        return _with_mask_stage(model, runners, batch_size, image_size, stages)
 
     runners = {}
-    for stage in stages:
+    for stage in [s for s in stages if s != MASK_STAGE]:
         with_post = stage == "forward+postprocess"
         if backend == "torch":  # eager
             import torch
@@ -168,6 +186,21 @@ def make_runners(model, path, batch_size, image_size, stages, args):
 
             fn = forward if path == "eager" else tf.function(forward, jit_compile=path == "xla")
         runners[stage] = fn
+    return _with_mask_stage(model, runners, batch_size, image_size, stages)
+
+
+def _with_mask_stage(model, runners, batch_size, image_size, stages):
+    """Adds the Ins end-to-end stage: detections, then masks pasted at a raw image size (`--raw-size`)."""
+    if MASK_STAGE not in stages:
+        return runners
+    import numpy as np
+
+    raw_h, raw_w = RAW_SIZE[0] or image_size[0], RAW_SIZE[1] or image_size[1]
+    scale = min(image_size[0] / max(raw_h, raw_w), image_size[1] / min(raw_h, raw_w))
+    scale_factors = np.full((batch_size, 2), scale, np.float32)
+    original_sizes = np.tile(np.array([[raw_h, raw_w]]), (batch_size, 1))
+    detect = runners["forward+postprocess"]
+    runners[MASK_STAGE] = lambda x: model.finalize_predictions(detect(x), scale_factors, original_sizes)
     return runners
 
 
@@ -326,12 +359,16 @@ def main(argv=None):
         if size % 32:
             raise SystemExit(f"--image-size must be multiples of 32, got {args.image_size}")
     stages = ["forward", "forward+postprocess"] if args.with_postprocess else ["forward"]
+    if args.raw_size:
+        RAW_SIZE[:] = [int(v) for v in args.raw_size.lower().split("x")]
     meta = {
         "preset": args.preset,
         "image_size": list(args.image_size),
         "iters": args.iters,
         "warmup": args.warmup,
         "min_bbox_size": args.min_bbox_size,
+        "score_threshold": args.score_threshold,
+        "raw_size": args.raw_size,
         "compile_mode": args.compile_mode,
         "compile_backend": args.compile_backend,
         "weights": "random",
@@ -347,20 +384,22 @@ def main(argv=None):
         # clear_session() resets the global dtype policy: set it afterwards.
         keras.utils.clear_session()
         keras.config.set_dtype_policy(dtype)
-        model = RTMDet.from_preset(args.preset, load_weights=False, min_bbox_size=args.min_bbox_size)
+        settings = {} if args.score_threshold is None else {"score_threshold": args.score_threshold}
+        model = RTMDet.from_preset(args.preset, load_weights=False, min_bbox_size=args.min_bbox_size, **settings)
         if backend == "torch":
             model.eval()
+        model_stages = stages + [MASK_STAGE] if args.with_postprocess and hasattr(model, "masks_from_detections") else stages
         for batch_size in args.batch_sizes:
             x = _device_array(rng.uniform(0, 255, (batch_size, *args.image_size, 3)).astype("float32"))
             for path in paths:
                 print(f"-> {dtype} batch {batch_size} {path}: setting up ...", flush=True)
                 try:
                     t0 = time.perf_counter()
-                    runners = make_runners(model, path, batch_size, args.image_size, stages, args)
+                    runners = make_runners(model, path, batch_size, args.image_size, model_stages, args)
                     setup, setup_error = time.perf_counter() - t0, None
                 except Exception as e:
                     runners, setup, setup_error = {}, None, e
-                for stage in stages:
+                for stage in model_stages:
                     record = {
                         "backend": backend,
                         "dtype": dtype,
@@ -385,7 +424,7 @@ def main(argv=None):
                             images_per_s=batch_size / median,
                             times_ms=[1e3 * t for t in times],
                         )
-                        if stage == "forward+postprocess":
+                        if stage != "forward":
                             dets = keras.ops.convert_to_numpy(out["num_detections"])
                             record["mean_detections"] = float(np.mean(dets))
                         del out
