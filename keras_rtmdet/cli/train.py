@@ -75,8 +75,10 @@ def build_model(args, num_classes, class_names):
     size = (args.image_size, args.image_size)
     task = getattr(args, "task", None)
     if args.preset:
+        # A preset directory keeps its own image size: from_preset takes no image_size for directories.
+        sized = {} if os.path.isdir(args.preset) else {"image_size": size}
         model = task_class(args.preset).from_preset(
-            args.preset, num_classes=num_classes, class_names=class_names, image_size=size
+            args.preset, num_classes=num_classes, class_names=class_names, **sized
         )
         if task is not None and task != model_task(model):
             kind = {"det": "an RTMDet (det)", "ins": "an RTMDet-Ins (ins)"}[model_task(model)]

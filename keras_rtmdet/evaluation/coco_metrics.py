@@ -31,7 +31,7 @@ def encode_mask(mask):
     return rle
 
 
-def detections_to_coco(image_ids, detections, category_ids):
+def detections_to_coco(image_ids, detections, category_ids, image_sizes=None):
     """Turn padded detections into a list of COCO result dicts.
 
     Args:
@@ -41,6 +41,11 @@ def detections_to_coco(image_ids, detections, category_ids):
             `num_detections` (B,) and `masks` (B, K, H, W) bool.
         category_ids: `category_ids[label]` is the COCO category id of
             contiguous label `label`.
+        image_sizes: optional (B, 2) (height, width) of each image: its masks
+            are cut to `[:height, :width]` before encoding. `predict` pads the
+            masks of a batch to its largest image, and an RLE must have the
+            size of its ground-truth image (pycocotools matches the run
+            lengths column by column, so a padded RLE scores as garbage).
 
     Returns: list of `{"image_id", "category_id", "bbox": [x, y, w, h],
     "score"}` (+ `"segmentation"`: RLE when `masks` is given).
@@ -53,6 +58,8 @@ def detections_to_coco(image_ids, detections, category_ids):
     image_ids = list(image_ids)
     if len(image_ids) != boxes.shape[0]:
         raise ValueError(f"Got {len(image_ids)} image ids for {boxes.shape[0]} rows of detections.")
+    if image_sizes is not None and len(image_sizes) != len(image_ids):
+        raise ValueError(f"Got {len(image_sizes)} image sizes for {len(image_ids)} images.")
     results = []
     for i, image_id in enumerate(image_ids):
         count = labels.shape[1] if counts is None else int(np.asarray(counts)[i])
@@ -68,7 +75,11 @@ def detections_to_coco(image_ids, detections, category_ids):
                 "score": float(scores[i, k]),
             }
             if masks is not None:
-                result["segmentation"] = encode_mask(masks[i][k])
+                mask = masks[i][k]
+                if image_sizes is not None:
+                    height, width = (int(v) for v in image_sizes[i])
+                    mask = mask[:height, :width]
+                result["segmentation"] = encode_mask(mask)
             results.append(result)
     return results
 
@@ -230,8 +241,9 @@ def predict_source(model, source, batch_size=8, with_masks=False, verbose=1, **p
         task = progress.add_task("COCO evaluation", total=len(image_ids))
         for start in range(0, len(image_ids), batch_size):
             chunk = image_ids[start : start + batch_size]
+            images = [source.load_image(i) for i in chunk]
             prep = model.preprocessor(
-                [source.load_image(i) for i in chunk],
+                images,
                 input_channel_order="rgb",
                 output_channel_order=model.input_channel_order,
             )
@@ -241,7 +253,8 @@ def predict_source(model, source, batch_size=8, with_masks=False, verbose=1, **p
                 raise ValueError(f"iou_types asks for 'segm' but {type(model).__name__} outputs no masks.")
             if not with_masks:
                 out.pop("masks", None)
-            results.extend(detections_to_coco(chunk, out, source.category_ids))
+            sizes = [image.shape[:2] for image in images]
+            results.extend(detections_to_coco(chunk, out, source.category_ids, sizes))
             progress.advance(task, len(chunk))
     return results
 

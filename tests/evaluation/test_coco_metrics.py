@@ -218,6 +218,25 @@ def test_segm_with_perfect_masks_gives_ap_one(gt):
     assert coco_evaluate(gt, halved, iou_type="bbox")["AP"] == pytest.approx(1.0)
 
 
+def test_segm_masks_padded_to_the_batch_are_cut_to_each_image(gt):
+    """`predict` pads a batch's masks to its largest image; `image_sizes` cuts them back before RLE."""
+    masks = np.zeros((3, 4, 80, 96), bool)  # the 64 x 64 images' masks, padded
+    detections = padded_detections(pad=2)
+    anns = [a for a in gt.loadAnns(gt.getAnnIds()) if not a["iscrowd"]]
+    for row, image_id in enumerate((1, 2, 3)):
+        for n, ann in enumerate(a for a in anns if a["image_id"] == image_id):
+            masks[row, n, :64, :64] = gt.annToMask(ann).astype(bool)
+    detections["masks"] = masks
+    sizes = [(64, 64)] * 3
+    results = detections_to_coco([1, 2, 3], detections, CATEGORY_IDS, sizes)
+    assert all(r["segmentation"]["size"] == [64, 64] for r in results)
+    assert coco_evaluate(gt, results, iou_type="segm")["AP"] == pytest.approx(1.0)
+    uncut = detections_to_coco([1, 2, 3], detections, CATEGORY_IDS)
+    assert coco_evaluate(gt, uncut, iou_type="segm")["AP"] < 0.5
+    with pytest.raises(ValueError, match="image sizes"):
+        detections_to_coco([1, 2, 3], detections, CATEGORY_IDS, sizes[:2])
+
+
 def test_print_coco_table_prints_stats_and_classes(gt):
     from rich.console import Console
 
