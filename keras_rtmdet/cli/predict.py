@@ -65,18 +65,12 @@ def add_parser(subparsers):
 def load_model(preset, checkpoint=None):
     """An `RTMDet` (or `RTMDetIns`, for Ins presets) from a preset name/directory, optionally with a
     checkpoint's weights."""
-    model = task_class(preset).from_preset(preset, load_weights=checkpoint is None)
+    from keras_rtmdet import RTMDet
+
+    model = RTMDet.from_preset(preset, load_weights=checkpoint is None)
     if checkpoint is not None:
         model.load_checkpoint(checkpoint)
     return model
-
-
-def task_class(preset):
-    """`RTMDetIns` for the names of `RTMDET_INS_PRESETS`, else `RTMDet` (a preset directory names its own class)."""
-    from keras_rtmdet import RTMDet
-    from keras_rtmdet import RTMDetIns
-
-    return RTMDetIns if preset in RTMDetIns.presets else RTMDet
 
 
 def image_detections(outputs, index):

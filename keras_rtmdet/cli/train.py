@@ -67,7 +67,6 @@ def build_model(args, num_classes, class_names):
 
     from keras_rtmdet import RTMDet
     from keras_rtmdet import RTMDetIns
-    from keras_rtmdet.cli.predict import task_class
     from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
     from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
 
@@ -75,11 +74,7 @@ def build_model(args, num_classes, class_names):
     size = (args.image_size, args.image_size)
     task = getattr(args, "task", None)
     if args.preset:
-        # A preset directory keeps its own image size: from_preset takes no image_size for directories.
-        sized = {} if os.path.isdir(args.preset) else {"image_size": size}
-        model = task_class(args.preset).from_preset(
-            args.preset, num_classes=num_classes, class_names=class_names, **sized
-        )
+        model = RTMDet.from_preset(args.preset, num_classes=num_classes, class_names=class_names, image_size=size)
         if task is not None and task != model_task(model):
             kind = {"det": "an RTMDet (det)", "ins": "an RTMDet-Ins (ins)"}[model_task(model)]
             raise ValueError(f"--task {task}, but --preset {args.preset} is {kind} model.")

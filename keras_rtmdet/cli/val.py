@@ -35,10 +35,10 @@ def run(args):
         _, source = build_sources(args, train=False)
         if source is None:
             raise ValueError("no validation data given.")
+        from keras_rtmdet import RTMDet
         from keras_rtmdet import RTMDetIns
-        from keras_rtmdet.cli.predict import task_class
 
-        model = task_class(args.preset).from_preset(args.preset)
+        model = RTMDet.from_preset(args.preset)
         if source.num_classes != model.head.num_classes:
             raise ValueError(
                 f"the model predicts {model.head.num_classes} classes, the data has {source.num_classes}."

@@ -10,7 +10,6 @@ add to each detection (masks, angles).
 import contextlib
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_rtmdet.ops.dense_postprocess import gather_rows
@@ -215,7 +214,7 @@ class DenseDetector(keras.Model):
             scale_factors: optional (B, 2) (w_scale, h_scale) of the resize.
             original_sizes: optional (B, 2) (h, w) of the raw images.
         """
-        return {key: np.asarray(value) for key, value in outputs.items() if key not in PASSED_THROUGH}
+        return {key: ops.convert_to_numpy(value) for key, value in outputs.items() if key not in PASSED_THROUGH}
 
     def predict(
         self,

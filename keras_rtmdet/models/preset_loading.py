@@ -120,11 +120,18 @@ class PresetMixin:
             raise ValueError(f"{directory} is not a preset directory: it has no {CONFIG_FILE}.")
         with open(config_path) as f:
             config = json.load(f)
+        # Settings are constructor arguments (`image_size`, thresholds, ...): applied to the
+        # config, so a cached built-in preset takes the same keywords as a fresh one.
+        unknown = sorted(set(kwargs) - set(config.get("config", {})))
+        if unknown:
+            raise ValueError(
+                f"Unknown setting(s) {unknown} for the {config.get('class_name')} in {directory}; "
+                f"known: {sorted(k for k in config.get('config', {}) if k not in ('backbone', 'neck', 'head'))}."
+            )
+        config["config"].update({key: list(v) if isinstance(v, tuple) else v for key, v in kwargs.items()})
         model = keras.saving.deserialize_keras_object(config)
         if not isinstance(model, cls):
             raise ValueError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}.")
-        if kwargs:
-            model.set_postprocess(**kwargs)
         if load_weights:
             weights = os.path.join(directory, WEIGHTS_FILE)
             if not os.path.isfile(weights):

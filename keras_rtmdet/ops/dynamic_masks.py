@@ -2,9 +2,10 @@
 
 import math
 
+import numpy as np
+
 from keras import ops
 
-from keras_rtmdet.ops.upsample import upsample_bilinear
 
 
 def dynamic_mask_logits(mask_feat, kernels, priors, weight_nums, bias_nums, mask_stride=8, coord_scale=8.0):
@@ -61,29 +62,67 @@ def dynamic_mask_logits(mask_feat, kernels, priors, weight_nums, bias_nums, mask
     return ops.reshape(x, (shape[0], -1, h, w))
 
 
+def interpolation_matrix(in_size, out_size):
+    """(out_size, in_size) matrix of PyTorch's 1-D bilinear resize, `align_corners=False`.
+
+    Output pixel i samples the input at ``max(0, (i + ½)·in/out − ½)``, the
+    upper neighbour clamped at the border, as `F.interpolate` does.
+    """
+    src = np.maximum((np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5, 0.0)
+    low = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    high = np.minimum(low + 1, in_size - 1)
+    frac = src - low
+    matrix = np.zeros((out_size, in_size), np.float64)
+    rows = np.arange(out_size)
+    np.add.at(matrix, (rows, low), 1.0 - frac)
+    np.add.at(matrix, (rows, high), frac)
+    return matrix
+
+
+def paste_matrices(grid_size, mask_stride, scale_factor=None, original_size=None):
+    """Per-axis linear maps from prototype-grid logits to original-image pixels.
+
+    mmdet's `_bbox_mask_post_process` is separable and linear before the
+    threshold: upsample ×stride, resize to ``ceil(padded / scale)`` (the
+    height by the *w* scale and the width by the *h* scale: the reference's
+    swap), crop to the original size. Each axis is the product of its
+    interpolation matrices, so one image's masks are ``M_h · logits · M_wᵀ``:
+    two small matmuls instead of full-size intermediate images.
+
+    Returns: (M_h (H, h) float32, M_w (W, w) float32).
+    """
+    matrices = []
+    for axis, size in enumerate(grid_size):
+        padded = size * mask_stride
+        matrix = interpolation_matrix(size, padded)
+        if scale_factor is not None:
+            rescaled = math.ceil(padded / float(scale_factor[axis]))
+            if rescaled != padded:
+                matrix = interpolation_matrix(padded, rescaled) @ matrix
+        if original_size is not None:
+            matrix = matrix[: int(original_size[axis])]
+        matrices.append(matrix.astype(np.float32))
+    return tuple(matrices)
+
+
 def paste_masks(mask_logits, mask_stride, scale_factor=None, original_size=None, threshold=0.5):
-    """One image's binary masks, as mmdet's `_bbox_mask_post_process` (eager, numpy-sized).
+    """Binary masks of images sharing one resize, as mmdet's `_bbox_mask_post_process`.
 
     Args:
-        mask_logits: (K, h, w) logits on the prototype grid.
+        mask_logits: (..., h, w) logits on the prototype grid, e.g. (K, h, w)
+            for one image or (B, K, h, w) for images of the same size.
         mask_stride: the prototypes' stride (8): logits are upsampled by it.
         scale_factor: (w_scale, h_scale) of the resize, or None.
         original_size: (ori_h, ori_w) to crop to, or None.
         threshold: on the sigmoid (0.5 is logits > 0).
 
-    The rescale reproduces mmdet's w/h swap: the height is divided by
-    w_scale and the width by h_scale (`math.ceil` of each).
-
-    Returns: (K, H, W) bool.
+    Returns: (..., H, W) bool tensor, on the backend's device.
     """
-    x = ops.expand_dims(ops.cast(mask_logits, "float32"), -1)
-    x = upsample_bilinear(x, mask_stride)
-    if scale_factor is not None:
-        h, w = x.shape[1], x.shape[2]
-        size = (math.ceil(h / float(scale_factor[0])), math.ceil(w / float(scale_factor[1])))
-        if size != (h, w):
-            x = ops.image.resize(x, size, interpolation="bilinear", antialias=False)
-    if original_size is not None:
-        x = x[:, : int(original_size[0]), : int(original_size[1])]
-    logit_threshold = math.log(threshold / (1.0 - threshold))
-    return x[..., 0] > logit_threshold
+    logits = ops.cast(mask_logits, "float32")
+    leading, (h, w) = tuple(logits.shape[:-2]), tuple(logits.shape[-2:])
+    m_h, m_w = paste_matrices((h, w), mask_stride, scale_factor, original_size)
+    x = ops.reshape(logits, (-1, h, w))
+    x = ops.einsum("kyx,wx->kyw", x, ops.convert_to_tensor(m_w))
+    x = ops.einsum("hy,kyw->khw", ops.convert_to_tensor(m_h), x)
+    masks = x > math.log(threshold / (1.0 - threshold))
+    return ops.reshape(masks, leading + (m_h.shape[0], m_w.shape[0]))

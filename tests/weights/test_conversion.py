@@ -222,3 +222,11 @@ def test_rtmdet_from_preset_builds_ins_models_from_ins_names(tmp_path, monkeypat
     assert isinstance(RTMDet.from_preset("rtmdet_ins_s_coco", load_weights=False), RTMDetIns)
     with pytest.raises(ValueError, match=r"Unknown preset 'rtmdet_ins_s_cooc'.*rtmdet_ins_s_coco"):
         RTMDet.from_preset("rtmdet_ins_s_cooc")
+
+
+def test_cached_preset_takes_the_same_settings_as_a_fresh_one(mini_preset):
+    RTMDet.from_preset("mini_test_coco")
+    cached = RTMDet.from_preset("mini_test_coco", image_size=(128, 128), score_threshold=0.3)
+    assert cached.image_size == (128, 128) and cached.score_threshold == 0.3
+    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['scor_threshold'\]"):
+        RTMDet.from_preset("mini_test_coco", scor_threshold=0.3)

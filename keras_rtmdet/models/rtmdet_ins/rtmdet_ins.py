@@ -15,6 +15,10 @@ from keras_rtmdet.training.detection_targets import normalize_mask_targets
 from keras_rtmdet.training.mask_loss import rtmdet_mask_loss
 
 
+def _numpy_or_none(values, b):
+    return None if values is None else ops.convert_to_numpy(values)[b]
+
+
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
 class RTMDetIns(RTMDet):
     """RTMDet-Ins: CSPNeXt → CSPNeXtPAFPN → RTMDetInsSepBNHead.
@@ -88,41 +92,50 @@ class RTMDetIns(RTMDet):
         return fields
 
     def masks_from_detections(self, detections, scale_factors=None, original_sizes=None):
-        """Per-image binary masks (n_i, H, W) from `detect`'s outputs (eager).
+        """Per-image binary masks (n_i, H_i, W_i) from `detect`'s outputs.
 
         Upsamples the logits by the prototype stride to the padded input,
         rescales by `scale_factors` and crops to `original_sizes` as mmdet
-        does, then thresholds at `mask_threshold`.
+        does, then thresholds at `mask_threshold` (`paste_masks`).
         """
         masks = []
         for b in range(detections["mask_logits"].shape[0]):
             n = int(ops.convert_to_numpy(detections["num_detections"][b]))
-            masks.append(
-                paste_masks(
-                    detections["mask_logits"][b, :n],
-                    self.strides[0],
-                    None if scale_factors is None else ops.convert_to_numpy(scale_factors[b]),
-                    None if original_sizes is None else ops.convert_to_numpy(original_sizes[b]),
-                    self.mask_threshold,
-                )
-            )
+            masks.append(self._paste(detections["mask_logits"][b, :n], scale_factors, original_sizes, b))
         return masks
+
+    def _paste(self, logits, scale_factors, original_sizes, b):
+        return paste_masks(
+            logits,
+            self.strides[0],
+            _numpy_or_none(scale_factors, b),
+            _numpy_or_none(original_sizes, b),
+            self.mask_threshold,
+        )
 
     def finalize_predictions(self, outputs, scale_factors=None, original_sizes=None):
         """Adds `masks` (B, K, H, W) bool at the original sizes, dropping `mask_logits`.
 
         H, W are the largest original height and width of the batch; image
-        b's masks fill `[:n_b, :h_b, :w_b]`, the rest is False.
+        b's masks fill `[:n_b, :h_b, :w_b]`, the rest is False. Images that
+        share their resize (same size) are pasted in one batched call on the
+        device; the padded detections' logits (−1) paste to False.
         """
-        out = super().finalize_predictions(outputs)
-        per_image = [np.asarray(ops.convert_to_numpy(m)) for m in
-                     self.masks_from_detections(out, scale_factors, original_sizes)]
-        del out["mask_logits"]
-        height = max((m.shape[1] for m in per_image), default=0)
-        width = max((m.shape[2] for m in per_image), default=0)
-        masks = np.zeros((len(per_image), out["boxes"].shape[1], height, width), bool)
+        logits = outputs["mask_logits"]
+        out = super().finalize_predictions({k: v for k, v in outputs.items() if k != "mask_logits"})
+        batch = logits.shape[0]
+        resizes = {
+            (tuple(np.ravel(_numpy_or_none(scale_factors, b))), tuple(np.ravel(_numpy_or_none(original_sizes, b))))
+            for b in range(batch)
+        }
+        if len(resizes) <= 1:
+            out["masks"] = ops.convert_to_numpy(self._paste(logits, scale_factors, original_sizes, 0))
+            return out
+        per_image = [ops.convert_to_numpy(self._paste(logits[b], scale_factors, original_sizes, b)) for b in range(batch)]
+        height, width = max(m.shape[1] for m in per_image), max(m.shape[2] for m in per_image)
+        masks = np.zeros((batch, logits.shape[1], height, width), bool)
         for b, m in enumerate(per_image):
-            masks[b, : m.shape[0], : m.shape[1], : m.shape[2]] = m
+            masks[b, :, : m.shape[1], : m.shape[2]] = m
         out["masks"] = masks
         return out
 
