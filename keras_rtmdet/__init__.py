@@ -1,6 +1,7 @@
 """keras_rtmdet: RTMDet real-time detectors for Keras 3 (TensorFlow, PyTorch, JAX)."""
 
 from keras_rtmdet.models.cspnext.cspnext_backbone import CSPNeXt
+from keras_rtmdet.models.cspnext.cspnext_classifier import CSPNeXtClassifier
 from keras_rtmdet.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet.rtmdet_head import RTMDetSepBNHead
@@ -12,6 +13,7 @@ from keras_rtmdet.version import __version__
 
 __all__ = [
     "CSPNeXt",
+    "CSPNeXtClassifier",
     "CSPNeXtPAFPN",
     "MaskFeatModule",
     "RTMDet",

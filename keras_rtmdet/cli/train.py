@@ -37,6 +37,11 @@ def add_parser(subparsers):
         help="det: RTMDet boxes; ins: RTMDet-Ins boxes and masks (default det; with --preset, the preset's)",
     )
     model.add_argument("--size", choices=SIZES, default="s", help="architecture when not --preset (default s)")
+    model.add_argument(
+        "--backbone-preset",
+        help="with --size: start the backbone from a CSPNeXt ImageNet preset (e.g. cspnext_s_imagenet), "
+        "as the reference trains tiny and s; neck and head start fresh",
+    )
     model.add_argument("--image-size", type=int, default=640, help="training/eval image side (default 640)")
     run = parser.add_argument_group("run")
     run.add_argument("--epochs", type=int, default=300, help="epochs (default 300)")
@@ -73,6 +78,8 @@ def build_model(args, num_classes, class_names):
     keras.utils.set_random_seed(args.seed)
     size = (args.image_size, args.image_size)
     task = getattr(args, "task", None)
+    if args.preset and getattr(args, "backbone_preset", None):
+        raise ValueError("--backbone-preset starts a fresh --size model; it cannot be combined with --preset.")
     if args.preset:
         model = RTMDet.from_preset(args.preset, num_classes=num_classes, class_names=class_names, image_size=size)
         if task is not None and task != model_task(model):
@@ -81,9 +88,13 @@ def build_model(args, num_classes, class_names):
         return model
     if task == "ins":
         arch = dict(RTMDET_INS_PRESETS[f"rtmdet_ins_{args.size}_coco"]["arch"], num_classes=num_classes)
-        return RTMDetIns.from_arch(**arch, class_names=class_names, image_size=size)
-    arch = dict(RTMDET_PRESETS[f"rtmdet_{args.size}_coco"]["arch"], num_classes=num_classes)
-    return RTMDet.from_arch(**arch, class_names=class_names, image_size=size)
+        model = RTMDetIns.from_arch(**arch, class_names=class_names, image_size=size)
+    else:
+        arch = dict(RTMDET_PRESETS[f"rtmdet_{args.size}_coco"]["arch"], num_classes=num_classes)
+        model = RTMDet.from_arch(**arch, class_names=class_names, image_size=size)
+    if getattr(args, "backbone_preset", None):
+        model.load_backbone_preset(args.backbone_preset)
+    return model
 
 
 def model_task(model):

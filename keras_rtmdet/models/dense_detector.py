@@ -19,6 +19,7 @@ from keras_rtmdet.ops.dense_postprocess import top_detections
 from keras_rtmdet.ops.nms import NMS_METHODS
 from keras_rtmdet.ops.priors import level_sizes
 from keras_rtmdet.ops.priors import point_priors
+from keras_rtmdet.utils.datasets import is_dataset
 
 POSTPROCESS_KEYS = (
     "score_threshold",
@@ -248,7 +249,7 @@ class DenseDetector(keras.Model):
         −1, and `num_detections` (B,); variants add their outputs (RTMDetIns:
         `masks`).
         """
-        if _is_dataset(x):
+        if is_dataset(x):
             inputs, batch_size = x, None
         else:
             prep = self.preprocessor(
@@ -277,9 +278,3 @@ class DenseDetector(keras.Model):
             outputs = self.raw_outputs(images, normalized=normalized)
             return self.postprocess(outputs, images.shape[1:3], scale_factors)
 
-
-def _is_dataset(x):
-    if isinstance(x, keras.utils.PyDataset):
-        return True
-    module = type(x).__module__
-    return module.startswith("tensorflow") and "data" in module

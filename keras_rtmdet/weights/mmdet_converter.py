@@ -32,7 +32,9 @@ def checkpoint_key(prefix, module_name, variable_path):
 
 
 def to_keras_layout(variable_path, array):
-    """PyTorch layout → Keras layout (conv OIHW → HWIO, depthwise C1HW → HWC1)."""
+    """PyTorch layout → Keras layout (conv OIHW → HWIO, depthwise C1HW → HWC1, linear OI → IO)."""
+    if array.ndim == 2 and variable_path.endswith("kernel"):
+        return array.T
     if array.ndim == 4:
         if "depthwise_conv" in variable_path:
             return array.transpose(2, 3, 0, 1)

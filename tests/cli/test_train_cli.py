@@ -48,6 +48,11 @@ def test_train_refuses_bad_runs_with_reasons(tmp_path, capsys):
     assert "--val-ann and --val-images go together" in capsys.readouterr().err
     assert main(["val", "--preset", "rtmdet_nope", *SYNTHETIC]) == 2
     assert "rtmdet_nope" in capsys.readouterr().err
+    backbone = ["--backbone-preset", "cspnext_s_imagenet"]
+    assert main(["train", *SYNTHETIC, "--preset", "rtmdet_s_coco", *backbone, "--out", str(tmp_path / "y")]) == 2
+    assert "cannot be combined with --preset" in capsys.readouterr().err
+    assert main(["train", *SYNTHETIC, "--size", "tiny", *backbone, "--out", str(tmp_path / "z")]) == 2
+    assert "deepen_factor=0.33 but this model's backbone has deepen_factor=0.167" in capsys.readouterr().err
 
 
 def test_demo_trains_and_reports_ap(tmp_path, capsys):

@@ -179,6 +179,26 @@ class RTMDet(PresetMixin, DenseDetector):
         loss_cls, loss_bbox = rtmdet_detection_loss(cls_logits, boxes, assignment)
         return {"loss_cls": loss_cls, "loss_bbox": loss_bbox}
 
+    def load_backbone_preset(self, preset, checkpoint=None):
+        """Start from an ImageNet backbone, as the reference's tiny/s training does.
+
+        Loads the backbone of a `CSPNeXtClassifier` preset (`"cspnext_s_imagenet"`,
+        a classifier preset directory, or with `checkpoint` a local mmpretrain
+        `.pth`) into this model's backbone; neck and head keep their weights.
+        The weights are copied as they are: like mmdet, a backbone trained on
+        RGB inputs then sees this detector's BGR inputs and adapts in training.
+        """
+        from keras_rtmdet.models.cspnext.cspnext_classifier import CSPNeXtClassifier
+        from keras_rtmdet.models.cspnext.cspnext_weights import check_backbone_scaling
+        from keras_rtmdet.models.cspnext.cspnext_weights import copy_backbone_weights
+
+        spec = CSPNeXtClassifier.presets.get(preset)
+        if spec is not None:  # a wrong size fails before anything is downloaded
+            check_backbone_scaling(spec["arch"], self.backbone, source_name=str(preset))
+        classifier = CSPNeXtClassifier.from_preset(preset, checkpoint=checkpoint)
+        copy_backbone_weights(classifier.backbone, self.backbone, source_name=str(preset))
+        return self
+
     @classmethod
     def from_arch(
         cls,
