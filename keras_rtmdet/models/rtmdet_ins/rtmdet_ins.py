@@ -35,6 +35,19 @@ class RTMDetIns(RTMDet):
     `predict` adds `masks` (B, K, H, W) bool in original-image pixels;
     `detect`/`postprocess` give `mask_logits` (B, K, H/8, W/8) per detection
     instead, which `masks_from_detections` turns into per-image binary masks.
+
+    Training (`fit`): targets add `masks`, either (B, G, H, W) at the input
+    size or (B, G, H/4, W/4) sampled at ``[2::4, 2::4]`` with `mask_centers`
+    (B, G, 2) (what `keras_rtmdet.data.pipeline` emits); the loss adds the
+    Dice `loss_mask` (weight 2) to RTMDet's QFL + GIoU, with the GT masks'
+    centres of mass as the assigner's centres.
+
+    Args (besides `RTMDet`'s):
+        mask_threshold: on the mask probability (0.5).
+        max_mask_positives: static cap of positives per image whose masks
+            enter the loss (512); above it a fixed pseudo-random subset is
+            reweighted (see `keras_rtmdet.training.mask_loss`). Loss memory
+            grows with batch · cap · (H/8 · W/8).
     """
 
     presets = RTMDET_INS_PRESETS
