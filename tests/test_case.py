@@ -16,6 +16,11 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def trainable_parameter_count(model):
+    """Trainable scalars of `model`, each shared variable once (as the reference counts)."""
+    return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+
+
 def load_fixture(name):
     """The arrays and meta.json of a reference fixture folder."""
     folder = os.path.join(FIXTURES, name)

@@ -9,6 +9,19 @@ import urllib.request
 from keras_rtmdet.weights.checkpoint import CheckpointError
 
 
+def official_checkpoint(url):
+    """A preset's checkpoint fields from an OpenMMLab URL: the file name and its hash prefix.
+
+    OpenMMLab names files `<name>-<first 8 hex of the sha256>.pth`.
+    """
+    filename = url.rsplit("/", 1)[1]
+    return {
+        "checkpoint_url": url,
+        "checkpoint_filename": filename,
+        "sha256_prefix": filename[: -len(".pth")].rsplit("-", 1)[1],
+    }
+
+
 def cache_root():
     """`$KERAS_RTMDET_HOME`, else `~/.keras/keras_rtmdet`."""
     root = os.environ.get("KERAS_RTMDET_HOME")

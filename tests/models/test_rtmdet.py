@@ -9,6 +9,7 @@ from keras_rtmdet import RTMDet
 from tests.test_case import FIXTURES
 from tests.test_case import run_serialization_test
 from tests.test_case import to_numpy
+from tests.test_case import trainable_parameter_count
 
 # Trainable parameters of the official models (mmdet's unique parameters).
 PRESET_PARAMS = {
@@ -23,7 +24,7 @@ PRESET_PARAMS = {
 @pytest.mark.parametrize("preset", sorted(PRESET_PARAMS))
 def test_preset_architectures_have_the_reference_parameter_count(preset):
     model = RTMDet.from_preset(preset, load_weights=False)
-    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    trainable = trainable_parameter_count(model)
     assert trainable == PRESET_PARAMS[preset] == RTMDet.presets[preset]["params"]
     assert len(model.class_names) == 80 and model.class_names[0] == "person"
 

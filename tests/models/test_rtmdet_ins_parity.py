@@ -21,6 +21,7 @@ from tests.test_case import load_fixture
 from tests.test_case import nchw_to_nhwc
 from tests.test_case import run_serialization_test
 from tests.test_case import to_numpy
+from tests.test_case import trainable_parameter_count
 
 # Mask pixels that may flip between two float32 runs: mmdet's own batch-1 vs
 # batch-2 runs of this fixture flip up to 7 of 2.4M (meta.json `checks`).
@@ -59,7 +60,7 @@ def case():
 
 def test_parameter_count_matches_reference(case):
     fx, model = case
-    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    trainable = trainable_parameter_count(model)
     assert trainable == fx["meta"]["complexity"]["params"]
 
 
@@ -187,7 +188,7 @@ def test_preset_arch_parameter_counts(size):
     """The det presets' scaling with the Ins head gives the published Ins counts."""
     arch = RTMDET_PRESETS[f"rtmdet_{size}_coco"]["arch"]
     model = RTMDetIns.from_arch(**arch)
-    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    trainable = trainable_parameter_count(model)
     assert trainable == INS_PARAMS[size]
     spec = RTMDET_INS_PRESETS[f"rtmdet_ins_{size}_coco"]
     assert spec["params"] == INS_PARAMS[size]

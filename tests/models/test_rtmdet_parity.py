@@ -15,6 +15,7 @@ from tests.test_case import assert_dense_close
 from tests.test_case import load_fixture
 from tests.test_case import nchw_to_nhwc
 from tests.test_case import to_numpy
+from tests.test_case import trainable_parameter_count
 
 FIXTURE_NAMES = ["det_mini_linear", "det_mini_exp"]
 
@@ -33,7 +34,7 @@ def case(request):
 
 def test_architecture_matches_reference_parameter_count(case):
     fx, model = case
-    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    trainable = trainable_parameter_count(model)
     assert trainable == fx["meta"]["complexity"]["params"]
 
 

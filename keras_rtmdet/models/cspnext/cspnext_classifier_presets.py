@@ -9,6 +9,8 @@ carry no config-style name; `sha256_prefix` is the hash suffix of each name.
 [UNVERIFIED] the checkpoints themselves were not downloaded here.
 """
 
+from keras_rtmdet.weights.download import official_checkpoint
+
 _BASE_URL = "https://download.openmmlab.com/mmdetection/v3.0/rtmdet/cspnext_rsb_pretrain"
 
 
@@ -19,9 +21,7 @@ def _cls(size, deepen, widen, filename, params_m, flops_g, top1, top5):
         "arch": {"deepen_factor": deepen, "widen_factor": widen, "num_classes": 1000},
         "class_names": None,
         "image_size": 224,
-        "checkpoint_url": f"{_BASE_URL}/{filename}",
-        "checkpoint_filename": filename,
-        "sha256_prefix": filename.rsplit("-", 1)[1].split(".")[0],
+        **official_checkpoint(f"{_BASE_URL}/{filename}"),
         "params_m": params_m,
         "flops_g": flops_g,
         "top1": top1,

@@ -8,13 +8,13 @@ scale; box AP after mmdet PR #9494's test_cfg).
 """
 
 from keras_rtmdet.utils.coco_classes import COCO_CLASSES
+from keras_rtmdet.weights.download import official_checkpoint
 
 _BASE_URL = "https://download.openmmlab.com/mmdetection/v3.0/rtmdet"
 
 
 def _det(size, deepen, widen, neck_blocks, exp_on_reg, stem, params, flops, box_ap):
     config = f"rtmdet_{size}_8xb32-300e_coco"
-    filename = f"{config}_{stem}.pth"
     return {
         "description": f"RTMDet-{size} object detector trained on COCO 2017 (80 classes), 640×640.",
         "task": "detection",
@@ -27,9 +27,7 @@ def _det(size, deepen, widen, neck_blocks, exp_on_reg, stem, params, flops, box_
         },
         "class_names": COCO_CLASSES,
         "image_size": (640, 640),
-        "checkpoint_url": f"{_BASE_URL}/{config}/{filename}",
-        "checkpoint_filename": filename,
-        "sha256_prefix": stem.rsplit("-", 1)[1],
+        **official_checkpoint(f"{_BASE_URL}/{config}/{config}_{stem}.pth"),
         "params": params,
         "flops_g": flops,
         "box_ap": box_ap,

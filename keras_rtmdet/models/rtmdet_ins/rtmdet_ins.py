@@ -15,8 +15,11 @@ from keras_rtmdet.training.detection_targets import normalize_mask_targets
 from keras_rtmdet.training.mask_loss import rtmdet_mask_loss
 
 
-def _numpy_or_none(values, b):
-    return None if values is None else ops.convert_to_numpy(values)[b]
+def _per_image_resizes(batch, scale_factors, original_sizes):
+    """[(scale_factor or None, original_size or None)] per image, as numpy (converted once)."""
+    scales = None if scale_factors is None else ops.convert_to_numpy(scale_factors)
+    sizes = None if original_sizes is None else ops.convert_to_numpy(original_sizes)
+    return [(None if scales is None else scales[b], None if sizes is None else sizes[b]) for b in range(batch)]
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
@@ -111,20 +114,14 @@ class RTMDetIns(RTMDet):
         rescales by `scale_factors` and crops to `original_sizes` as mmdet
         does, then thresholds at `mask_threshold` (`paste_masks`).
         """
-        masks = []
-        for b in range(detections["mask_logits"].shape[0]):
-            n = int(ops.convert_to_numpy(detections["num_detections"][b]))
-            masks.append(self._paste(detections["mask_logits"][b, :n], scale_factors, original_sizes, b))
-        return masks
+        resizes = _per_image_resizes(detections["mask_logits"].shape[0], scale_factors, original_sizes)
+        counts = ops.convert_to_numpy(detections["num_detections"])
+        return [
+            self._paste(detections["mask_logits"][b, : int(counts[b])], *resize) for b, resize in enumerate(resizes)
+        ]
 
-    def _paste(self, logits, scale_factors, original_sizes, b):
-        return paste_masks(
-            logits,
-            self.strides[0],
-            _numpy_or_none(scale_factors, b),
-            _numpy_or_none(original_sizes, b),
-            self.mask_threshold,
-        )
+    def _paste(self, logits, scale_factor, original_size):
+        return paste_masks(logits, self.strides[0], scale_factor, original_size, self.mask_threshold)
 
     def finalize_predictions(self, outputs, scale_factors=None, original_sizes=None):
         """Adds `masks` (B, K, H, W) bool at the original sizes, dropping `mask_logits`.
@@ -137,14 +134,11 @@ class RTMDetIns(RTMDet):
         logits = outputs["mask_logits"]
         out = super().finalize_predictions({k: v for k, v in outputs.items() if k != "mask_logits"})
         batch = logits.shape[0]
-        resizes = {
-            (tuple(np.ravel(_numpy_or_none(scale_factors, b))), tuple(np.ravel(_numpy_or_none(original_sizes, b))))
-            for b in range(batch)
-        }
-        if len(resizes) <= 1:
-            out["masks"] = ops.convert_to_numpy(self._paste(logits, scale_factors, original_sizes, 0))
+        resizes = _per_image_resizes(batch, scale_factors, original_sizes)
+        if len({tuple(None if v is None else tuple(np.ravel(v)) for v in resize) for resize in resizes}) == 1:
+            out["masks"] = ops.convert_to_numpy(self._paste(logits, *resizes[0]))
             return out
-        per_image = [ops.convert_to_numpy(self._paste(logits[b], scale_factors, original_sizes, b)) for b in range(batch)]
+        per_image = [ops.convert_to_numpy(self._paste(logits[b], *resizes[b])) for b in range(batch)]
         height, width = max(m.shape[1] for m in per_image), max(m.shape[2] for m in per_image)
         masks = np.zeros((batch, logits.shape[1], height, width), bool)
         for b, m in enumerate(per_image):

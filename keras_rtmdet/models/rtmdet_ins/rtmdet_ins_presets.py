@@ -8,13 +8,13 @@ The x checkpoint was trained with 8×16 images, hence its config name.
 """
 
 from keras_rtmdet.utils.coco_classes import COCO_CLASSES
+from keras_rtmdet.weights.download import official_checkpoint
 
 _BASE_URL = "https://download.openmmlab.com/mmdetection/v3.0/rtmdet"
 
 
 def _ins(size, deepen, widen, neck_blocks, batch, stem, params, flops, box_ap, mask_ap):
     config = f"rtmdet-ins_{size}_{batch}-300e_coco"
-    filename = f"{config}_{stem}.pth"
     return {
         "description": f"RTMDet-Ins-{size} instance segmentation trained on COCO 2017 (80 classes), 640×640.",
         "task": "instance_segmentation",
@@ -26,9 +26,7 @@ def _ins(size, deepen, widen, neck_blocks, batch, stem, params, flops, box_ap, m
         },
         "class_names": COCO_CLASSES,
         "image_size": (640, 640),
-        "checkpoint_url": f"{_BASE_URL}/{config}/{filename}",
-        "checkpoint_filename": filename,
-        "sha256_prefix": stem.rsplit("-", 1)[1],
+        **official_checkpoint(f"{_BASE_URL}/{config}/{config}_{stem}.pth"),
         "params": params,
         "flops_g": flops,
         "box_ap": box_ap,
