@@ -9,6 +9,8 @@ from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import RTMDetPreprocessor
 from keras_rtmdet.models.rtmdet_ins.mask_feat_module import MaskFeatModule
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins import RTMDetIns
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_head import RTMDetInsSepBNHead
+from keras_rtmdet.models.rtmdet_rotated.rotated_rtmdet_head import RotatedRTMDetSepBNHead
+from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated import RTMDetRotated
 from keras_rtmdet.version import __version__
 
 __all__ = [
@@ -16,10 +18,12 @@ __all__ = [
     "CSPNeXtClassifier",
     "CSPNeXtPAFPN",
     "MaskFeatModule",
+    "RotatedRTMDetSepBNHead",
     "RTMDet",
     "RTMDetIns",
     "RTMDetInsSepBNHead",
     "RTMDetPreprocessor",
+    "RTMDetRotated",
     "RTMDetSepBNHead",
     "__version__",
 ]

@@ -49,6 +49,9 @@ class DenseDetector(keras.Model):
     `decode_candidates` (and optionally `detection_fields`).
     """
 
+    # The `nms_method` values `suppress` understands.
+    nms_methods = NMS_METHODS
+
     def compile(self, optimizer="adamw", **kwargs):
         """`keras.Model.compile`, with the optimizer's slots created at once.
 
@@ -85,8 +88,8 @@ class DenseDetector(keras.Model):
         for key, value in settings.items():
             if key not in POSTPROCESS_KEYS:
                 raise ValueError(f"Unknown post-processing setting {key!r}; known: {POSTPROCESS_KEYS}.")
-            if key == "nms_method" and value not in NMS_METHODS:
-                raise ValueError(f"nms_method must be one of {NMS_METHODS}, got {value!r}.")
+            if key == "nms_method" and value not in self.nms_methods:
+                raise ValueError(f"nms_method must be one of {self.nms_methods}, got {value!r}.")
             if key in ("nms_pre", "max_detections", "max_candidates") and int(value) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}.")
             if key == "iou_threshold" and not 0.0 <= float(value) <= 1.0:

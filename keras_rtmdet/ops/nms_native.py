@@ -56,3 +56,24 @@ def nms_keep_torchvision(boxes, scores, valid, iou_threshold):
         )
         keep[image[selected], index[selected]] = True
     return keep
+
+
+def overlap_nms_keep_tensorflow(overlaps, scores, valid, iou_threshold):
+    """Per image `tf.image.non_max_suppression_overlaps` on a precomputed (B, M, M) IoU matrix."""
+    import tensorflow as tf
+
+    overlaps = tf.cast(tf.convert_to_tensor(overlaps), tf.float32)
+    num = tf.shape(overlaps)[1]
+    masked_scores = tf.where(valid, tf.cast(scores, tf.float32), tf.fill(tf.shape(scores), -1e30))
+
+    def one(args):
+        o, s, v = args
+        selected = tf.image.non_max_suppression_overlaps(
+            o, s, max_output_size=num, overlap_threshold=iou_threshold, score_threshold=-1e29
+        )
+        hit = tf.scatter_nd(selected[:, None], tf.ones_like(selected), shape=[num])
+        return tf.logical_and(hit > 0, v)
+
+    return tf.map_fn(
+        one, (overlaps, masked_scores, valid), fn_output_signature=tf.TensorSpec([None], tf.bool)
+    )

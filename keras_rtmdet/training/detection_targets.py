@@ -86,3 +86,31 @@ def normalize_mask_targets(y, num_slots, image_size, loss_stride=4):
     raise ValueError(
         f"Target masks of size {size} fit neither the input {(height, width)} nor its stride-{loss_stride} grid."
     )
+
+
+def normalize_rotated_targets(y):
+    """`y` → `{"boxes": (B, G, 5) float32 rboxes, "labels": (B, G) int32}` for RTMDet-R.
+
+    Boxes are (cx, cy, w, h, angle) in pixels and radians, any angle
+    convention (the IoU loss does not depend on it); label −1 pads. Boxes
+    with w ≤ 0 or h ≤ 0 are treated as padding. Shapes are checked statically.
+    """
+    if not isinstance(y, dict) or "boxes" not in y or "labels" not in y:
+        got = f"a dict with keys {sorted(y)}" if isinstance(y, dict) else type(y).__name__
+        raise ValueError(
+            "Rotated detection targets must be a dict {'boxes': (batch, N, 5) (cx, cy, w, h, angle), "
+            f"'labels': (batch, N)}} padded with label -1; got {got}."
+        )
+    boxes, labels = y["boxes"], y["labels"]
+    if len(boxes.shape) != 3 or boxes.shape[-1] != 5:
+        raise ValueError(
+            f"Rotated target boxes must be (batch, N, 5) (cx, cy, w, h, angle); got shape {tuple(boxes.shape)}."
+        )
+    if len(labels.shape) != 2 or labels.shape[1] != boxes.shape[1]:
+        raise ValueError(
+            f"Target labels must be (batch, N) matching boxes {tuple(boxes.shape)}; got {tuple(labels.shape)}."
+        )
+    boxes = ops.cast(boxes, "float32")
+    labels = ops.cast(labels, "int32")
+    has_area = ops.logical_and(boxes[..., 2] > 0, boxes[..., 3] > 0)
+    return {"boxes": boxes, "labels": ops.where(has_area, labels, -ops.ones_like(labels))}

@@ -205,31 +205,42 @@ class DynamicSoftLabelAssigner:
             None if gt_centers is None else ops.cast(gt_centers, "float32"), gt_labels >= 0)
         return {"cost": cost, "ious": ious, "valid": valid}
 
+    # --- box geometry: the rotated assigner overrides these three ---
+
+    def points_inside(self, points, gt_boxes):
+        """(B, N, G) bool: point i strictly inside GT j. points (N, 2), gt_boxes (B, G, 4) xyxy."""
+        px, py = points[None, :, None, 0], points[None, :, None, 1]
+        x1, y1, x2, y2 = (gt_boxes[:, None, :, i] for i in range(4))
+        return ops.minimum(ops.minimum(px - x1, py - y1), ops.minimum(x2 - px, y2 - py)) > 0
+
+    def box_centers(self, gt_boxes):
+        """(B, G, 2) centres of the centre prior."""
+        return (gt_boxes[..., :2] + gt_boxes[..., 2:4]) / 2.0
+
+    def pairwise_ious(self, pred_boxes, gt_boxes):
+        """(B, N, G) IoU of every prediction with every GT (`BboxOverlaps2D`)."""
+        return pairwise_iou(pred_boxes, gt_boxes, eps=self.iou_eps)
+
     def _cost(self, priors, pred_logits, pred_boxes, gt_boxes, gt_labels, gt_centers, gt_valid):
         px = priors[:, 0][None, :, None]  # (1, N, 1)
         py = priors[:, 1][None, :, None]
         stride = priors[:, 2][None, :, None]
 
-        # 1. Strict in-box test of the prior points; padded GTs contain nothing.
-        gx1 = gt_boxes[:, None, :, 0]  # (B, 1, G)
-        gy1 = gt_boxes[:, None, :, 1]
-        gx2 = gt_boxes[:, None, :, 2]
-        gy2 = gt_boxes[:, None, :, 3]
-        min_delta = ops.minimum(ops.minimum(px - gx1, py - gy1), ops.minimum(gx2 - px, gy2 - py))
-        inside = ops.logical_and(min_delta > 0, gt_valid[:, None, :])  # (B, N, G)
+        # 1. In-box test of the prior points; padded GTs contain nothing.
+        inside = ops.logical_and(self.points_inside(priors[:, :2], gt_boxes), gt_valid[:, None, :])  # (B, N, G)
         valid = ops.any(inside, axis=2)  # (B, N)
         pair_ok = ops.logical_and(valid[:, :, None], gt_valid[:, None, :])  # (B, N, G)
 
         # 2-3. Soft centre prior 10**(d/stride − r) (may overflow to inf: only ranked).
         if gt_centers is None:
-            gt_centers = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2.0
+            gt_centers = self.box_centers(gt_boxes)
         dx = px - gt_centers[:, None, :, 0]
         dy = py - gt_centers[:, None, :, 1]
         distance = ops.sqrt(dx * dx + dy * dy) / stride
         center_cost = ops.power(10.0, distance - self.soft_center_radius)
 
         # 4. IoU cost.
-        ious = pairwise_iou(pred_boxes, gt_boxes, eps=self.iou_eps)  # (B, N, G)
+        ious = self.pairwise_ious(pred_boxes, gt_boxes)  # (B, N, G)
         iou_cost = -ops.log(ious + EPS) * self.iou_weight
 
         # 5. Soft classification cost summed over all classes, without (B, N, G, C).

@@ -125,6 +125,22 @@ def rtmdet_detection_loss(cls_logits, bbox_preds_decoded, assignment, beta=2.0,
 
     Returns: (loss_cls, loss_bbox) scalars.
     """
+    def box_loss(pred, target, weights, positive):
+        return giou_loss(pred, target, weights=weights, eps=giou_eps, mask=positive)
+
+    return dense_detection_loss(
+        cls_logits, bbox_preds_decoded, assignment, box_loss, beta, loss_cls_weight, loss_bbox_weight, avg_factor
+    )
+
+
+def dense_detection_loss(cls_logits, decoded_boxes, assignment, box_loss, beta=2.0, loss_cls_weight=1.0,
+                         loss_bbox_weight=2.0, avg_factor=None):
+    """QFL plus `box_loss(pred, target, weights, positive) → (B, N)`, both normalised as mmdet.
+
+    The shared core of `rtmdet_detection_loss` (GIoU on xyxy boxes) and
+    `rtmdet_rotated_loss` (rotated IoU); arguments as the former's.
+    Returns: (loss_cls, loss_bbox) scalars.
+    """
     labels = ops.cast(assignment["labels"], "int32")
     metrics = ops.stop_gradient(ops.cast(assignment["assign_metrics"], "float32"))
     target_boxes = ops.stop_gradient(ops.cast(assignment["target_boxes"], "float32"))
@@ -138,6 +154,6 @@ def rtmdet_detection_loss(cls_logits, bbox_preds_decoded, assignment, beta=2.0,
     qfl = quality_focal_loss(cls_logits, labels, metrics, beta=beta)
     loss_cls = ops.sum(qfl) / level_norm / avg_factor * loss_cls_weight
 
-    box = giou_loss(bbox_preds_decoded, target_boxes, weights=metrics, eps=giou_eps, mask=positive)
+    box = box_loss(ops.cast(decoded_boxes, "float32"), target_boxes, metrics, positive)
     loss_bbox = ops.sum(box) / level_norm / avg_factor * loss_bbox_weight
     return loss_cls, loss_bbox

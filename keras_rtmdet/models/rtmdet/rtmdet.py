@@ -157,7 +157,7 @@ class RTMDet(PresetMixin, DenseDetector):
         targets = self.normalize_targets(y, image_size)
         priors = self.priors(image_size)
         cls_logits = ops.cast(y_pred["cls_logits"], "float32")
-        boxes = distance_to_boxes(priors[None, :, :2], ops.cast(y_pred["bbox_preds"], "float32"))
+        boxes = self.decode_dense_boxes(y_pred, priors)
         assignment = self.assigner(
             priors, cls_logits, boxes, targets["boxes"], targets["labels"], gt_centers=targets.get("centers")
         )
@@ -169,6 +169,10 @@ class RTMDet(PresetMixin, DenseDetector):
         if self.losses:
             total = total + ops.sum(self.losses)
         return total
+
+    def decode_dense_boxes(self, y_pred, priors):
+        """(B, N, 4) unclamped xyxy boxes of every prior, in float32 (what the assigner and loss see)."""
+        return distance_to_boxes(priors[None, :, :2], ops.cast(y_pred["bbox_preds"], "float32"))
 
     def normalize_targets(self, y, image_size):
         """`fit`'s `y` → checked xyxy-pixel `boxes` and `labels` (+ what a variant's loss needs)."""

@@ -1,0 +1,140 @@
+"""`RTMDetRotated`, the rotated (oriented) object-detection task."""
+
+import keras
+from keras import ops
+
+from keras_rtmdet.models.dense_detector import flatten_levels
+from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
+from keras_rtmdet.models.rtmdet_rotated.rotated_rtmdet_head import RotatedRTMDetSepBNHead
+from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
+from keras_rtmdet.ops.dense_postprocess import gather_rows
+from keras_rtmdet.ops.rotated_boxes import distance_to_rboxes
+from keras_rtmdet.ops.rotated_boxes import rescale_rboxes
+from keras_rtmdet.ops.rotated_nms import ROTATED_NMS_METHODS
+from keras_rtmdet.ops.rotated_nms import rotated_nms_keep
+from keras_rtmdet.training.detection_targets import normalize_rotated_targets
+from keras_rtmdet.training.rotated_assigner import RotatedDynamicSoftLabelAssigner
+from keras_rtmdet.training.rotated_losses import rtmdet_rotated_loss
+
+# Rotated NMS builds a (max_candidates)² IoU matrix per image; MMRotate keeps
+# up to nms_pre=2000 per level before its NMS, and 2000 detections after it.
+DEFAULT_ROTATED_MAX_CANDIDATES = 2000
+ROTATED_BOX_FORMAT = "xywha"
+
+
+@keras.saving.register_keras_serializable(package="keras_rtmdet")
+class RTMDetRotated(RTMDet):
+    """RTMDet-R: CSPNeXt → CSPNeXtPAFPN → RotatedRTMDetSepBNHead (MMRotate 1.x, le90).
+
+    Boxes are rboxes `(cx, cy, w, h, angle)`: pixels, radians, a positive
+    angle turning the width axis from +x towards +y (clockwise on screen),
+    angles in [−π/2, π/2) (w and h are not swapped: w < h can occur).
+
+    Outputs of `call`: `cls_logits` (batch, N, num_classes), `bbox_preds`
+    (batch, N, 4) rotated distances (left, top, right, bottom) in pixels
+    along each box's axes, and `angle_preds` (batch, N, 1) raw radians.
+
+    `predict` runs MMRotate's inference (keep-ratio resize to `image_size`,
+    pad 114, BGR normalisation, multi-label top-`nms_pre` per level above
+    `score_threshold`, `distance2obb` decoding, rescale to the original image,
+    class-aware rotated NMS at `iou_threshold`) and returns `boxes`
+    (B, K, 5) rboxes in original pixels, `scores`, `labels`,
+    `num_detections`. The defaults are MMRotate's DOTA test_cfg (score 0.05,
+    nms_pre 2000, rotated IoU 0.1, 2000 detections). For whole DOTA scenes,
+    split them into 1024 patches and merge (`keras_rtmdet.evaluation`).
+
+    Training (`fit`): targets `{"boxes": (B, G, 5) rboxes, "labels": (B, G)}`
+    padded with label −1; the loss is QFL + rotated IoU loss (weight 2)
+    against `RotatedDynamicSoftLabelAssigner` targets.
+
+    Args (besides `RTMDet`'s, whose box-format argument does not apply):
+        nms_method: `"auto"` (TensorFlow's overlap NMS on TF, else the
+            `keras.ops` one), `"keras"` or `"tensorflow"`.
+    """
+
+    presets = RTMDET_ROTATED_PRESETS
+    head_class = RotatedRTMDetSepBNHead
+    nms_methods = ROTATED_NMS_METHODS
+
+    def __init__(
+        self,
+        backbone,
+        neck,
+        head,
+        image_size=(1024, 1024),
+        score_threshold=0.05,
+        nms_pre=2000,
+        iou_threshold=0.1,
+        max_detections=2000,
+        max_candidates=DEFAULT_ROTATED_MAX_CANDIDATES,
+        bounding_box_format=ROTATED_BOX_FORMAT,
+        **kwargs,
+    ):
+        if bounding_box_format != ROTATED_BOX_FORMAT:
+            raise ValueError(
+                f"RTMDetRotated takes (cx, cy, w, h, angle) boxes (bounding_box_format={ROTATED_BOX_FORMAT!r}); "
+                f"got {bounding_box_format!r}."
+            )
+        super().__init__(
+            backbone,
+            neck,
+            head,
+            image_size=image_size,
+            score_threshold=score_threshold,
+            nms_pre=nms_pre,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+            max_candidates=max_candidates,
+            bounding_box_format=bounding_box_format,
+            **kwargs,
+        )
+        self.assigner = RotatedDynamicSoftLabelAssigner(topk=13, soft_center_radius=3.0, iou_weight=3.0)
+
+    @staticmethod
+    def _build_outputs(backbone, neck, head, normalized):
+        raw = head(neck(backbone(normalized)))
+        return {
+            "cls_logits": flatten_levels(raw["cls_scores"]),
+            "bbox_preds": flatten_levels(raw["bbox_preds"]),
+            "angle_preds": flatten_levels(raw["angle_preds"]),
+        }
+
+    # --- post-processing hooks ---
+
+    def decode_candidates(self, outputs, candidates, priors, image_size):
+        index = candidates["prior_index"]
+        points = gather_rows(priors, index)[..., :2]
+        distances = ops.cast(gather_rows(outputs["bbox_preds"], index), "float32")
+        angles = ops.cast(gather_rows(outputs["angle_preds"], index), "float32")[..., 0]
+        return distance_to_rboxes(points, distances, angles)
+
+    def rescale_boxes(self, boxes, scale_factors):
+        return rescale_rboxes(boxes, 1.0 / scale_factors[:, 0:1], 1.0 / scale_factors[:, 1:2])
+
+    def box_size_mask(self, boxes):
+        return ops.logical_and(boxes[..., 2] > self.min_bbox_size, boxes[..., 3] > self.min_bbox_size)
+
+    def suppress(self, boxes, scores, labels, valid):
+        return rotated_nms_keep(boxes, scores, labels, valid, self.iou_threshold, self.nms_method)
+
+    # --- training hooks ---
+
+    def decode_dense_boxes(self, y_pred, priors):
+        """(B, N, 5) rboxes of every prior, float32."""
+        distances = ops.cast(y_pred["bbox_preds"], "float32")
+        angles = ops.cast(y_pred["angle_preds"], "float32")[..., 0]
+        return distance_to_rboxes(priors[None, :, :2], distances, angles)
+
+    def normalize_targets(self, y, image_size):
+        return normalize_rotated_targets(y)
+
+    def dense_losses(self, y_pred, targets, assignment, priors, cls_logits, boxes):
+        loss_cls, loss_bbox = rtmdet_rotated_loss(cls_logits, boxes, assignment)
+        return {"loss_cls": loss_cls, "loss_bbox": loss_bbox}
+
+    @classmethod
+    def from_arch(cls, deepen_factor, widen_factor, neck_num_csp_blocks, exp_on_reg, num_classes=15, **kwargs):
+        """Build an RTMDet-R from the scaling factors of its configs (see `RTMDet.from_arch`)."""
+        return super().from_arch(
+            deepen_factor, widen_factor, neck_num_csp_blocks, exp_on_reg, num_classes=num_classes, **kwargs
+        )
