@@ -6,6 +6,13 @@ from keras_rtmdet.evaluation.coco_metrics import coco_evaluate
 from keras_rtmdet.evaluation.coco_metrics import detections_to_coco
 from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
 from keras_rtmdet.evaluation.coco_metrics import print_coco_table
+from keras_rtmdet.evaluation.dota_merge import merge_patch_detections
+from keras_rtmdet.evaluation.dota_merge import predict_large_image
+from keras_rtmdet.evaluation.dota_metrics import dota_average_precision
+from keras_rtmdet.evaluation.dota_metrics import evaluate_dota
+from keras_rtmdet.evaluation.dota_metrics import evaluate_dota_model
+from keras_rtmdet.evaluation.dota_metrics import print_dota_table
+from keras_rtmdet.evaluation.dota_metrics import write_dota_submission
 from keras_rtmdet.evaluation.results_plot import plot_results
 
 __all__ = [
@@ -13,7 +20,14 @@ __all__ = [
     "CocoEvaluationCallback",
     "coco_evaluate",
     "detections_to_coco",
+    "dota_average_precision",
     "evaluate_coco",
+    "evaluate_dota",
+    "evaluate_dota_model",
+    "merge_patch_detections",
     "plot_results",
+    "predict_large_image",
     "print_coco_table",
+    "print_dota_table",
+    "write_dota_submission",
 ]
