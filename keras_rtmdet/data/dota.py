@@ -17,27 +17,9 @@ import numpy as np
 
 from keras_rtmdet.data.coco_json import check_image_file
 from keras_rtmdet.data.detection_source import DetectionSource
+from keras_rtmdet.utils.dota_classes import DOTA_CLASSES
 from keras_rtmdet.utils.image_io import IMAGE_EXTENSIONS
 from keras_rtmdet.utils.image_io import read_image
-
-# DOTA-v1.0, in MMRotate's label order.
-DOTA_CLASSES = (
-    "plane",
-    "baseball-diamond",
-    "bridge",
-    "ground-track-field",
-    "small-vehicle",
-    "large-vehicle",
-    "ship",
-    "tennis-court",
-    "basketball-court",
-    "storage-tank",
-    "soccer-ball-field",
-    "roundabout",
-    "harbor",
-    "swimming-pool",
-    "helicopter",
-)
 
 
 def _as_polygons(polygons):

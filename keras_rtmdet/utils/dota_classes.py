@@ -1,6 +1,6 @@
 """The 15 DOTA-v1.0 classes, in MMRotate's label order."""
 
-DOTA_CLASSES = [
+DOTA_CLASSES = (
     "plane",
     "baseball-diamond",
     "bridge",
@@ -16,7 +16,7 @@ DOTA_CLASSES = [
     "harbor",
     "swimming-pool",
     "helicopter",
-]
+)
 
 # Classes annotated as axis-aligned boxes: RandomRotate turns images holding them by multiples of 90°.
 DOTA_RECT_CLASSES = ("storage-tank", "roundabout")
