@@ -3,7 +3,8 @@
     KERAS_BACKEND=jax python benchmarks/train_benchmark.py --preset rtmdet_s_coco --batch-size 32
 
 Random weights and synthetic images with `--gts` random boxes each (Ins
-presets: box-shaped masks at stride 4, as the pipeline emits them); reports
+presets: box-shaped masks at stride 4, as the pipeline emits them; rotated
+presets: the boxes at random angles); reports
 images/s (median step time after warm-up; each step ends with the loss back
 on the host, which synchronises the device) and peak device memory.
 """
@@ -45,6 +46,16 @@ def with_box_masks(targets, size, stride=4):
     return dict(targets, masks=masks, mask_centers=centers)
 
 
+def as_rotated(targets, num_classes, seed=0):
+    """RTMDet-R targets: each box as an rbox (its centre and sides) at a random angle."""
+    rng = np.random.default_rng(seed)
+    boxes = targets["boxes"]
+    centres, wh = (boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]
+    angles = rng.uniform(-np.pi / 2, np.pi / 2, boxes.shape[:-1] + (1,))
+    rboxes = np.concatenate([centres, wh, angles], -1).astype("float32")
+    return {"boxes": rboxes, "labels": targets["labels"] % num_classes}
+
+
 def peak_memory_gib():
     backend = keras.config.backend()
     if backend == "torch":
@@ -79,6 +90,8 @@ def main():
     x, y = synthetic_batch(args.batch_size, args.image_size, args.gts)
     if "loss_mask" in model.loss_names:
         y = with_box_masks(y, args.image_size)
+    if model.bounding_box_format == "xywha":
+        y = as_rotated(y, model.num_classes)
     start = time.perf_counter()
     model.train_on_batch(x, y)
     first = time.perf_counter() - start
