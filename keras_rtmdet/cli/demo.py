@@ -15,6 +15,12 @@ minutes on two CPU cores.
 `--task ins` trains an RTMDet-Ins of the tiny layout instead (its box head
 is the Ins one, ReLU distances), on the shapes' masks, reports box and mask
 AP and draws the masks too.
+
+`--task rot` trains an RTMDet-R of the tiny layout (with `exp_on_reg`, as
+det) on `SyntheticRotatedSource` images (ships, ellipses and arrows at
+random angles) with the rotated recipe (keep-ratio resize, h/v/diagonal
+flips, random rotation; one stage), reports DOTA mAP50 / mAP75 / mmAP on the
+validation images and draws the rotated boxes (output: runs/demo_rot).
 """
 
 import os
@@ -24,15 +30,26 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
-HELP = "offline demo: train a small RTMDet (or RTMDet-Ins) on generated shapes on the CPU, evaluate it, draw its detections"
+HELP = (
+    "offline demo: train a small RTMDet (RTMDet-Ins, RTMDet-R) on generated shapes on the CPU, evaluate it, "
+    "draw its detections"
+)
+OUT_DIRS = {"det": "demo", "ins": "demo_ins", "rot": "demo_rot"}
+# Objects drawn per generated image at most. Without Mosaic/MixUp (rot) the training targets need
+# no more slots, and the rotated assigner's cost grows with them; det/ins mosaics hold more.
+MAX_OBJECTS = 5
+DEMO_ROTATED_CANDIDATES = 300
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser("demo", help=HELP, description=HELP)
     parser.add_argument(
-        "--task", choices=("det", "ins"), default="det", help="det: boxes (default); ins: boxes and masks (RTMDet-Ins)"
+        "--task",
+        choices=tuple(OUT_DIRS),
+        default="det",
+        help="det: boxes (default); ins: boxes and masks (RTMDet-Ins); rot: rotated boxes (RTMDet-R)",
     )
-    parser.add_argument("--out", help="output directory (default runs/demo, or runs/demo_ins for --task ins)")
+    parser.add_argument("--out", help="output directory (default runs/demo, runs/demo_ins or runs/demo_rot)")
     parser.add_argument("--images", type=int, default=256, help="training images (256)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs (20)")
     parser.add_argument("--image-size", type=int, default=160, help="image side (160)")
@@ -43,16 +60,24 @@ def add_parser(subparsers):
 
 
 def build_demo_model(num_classes, class_names, image_size, seed, task="det"):
-    """RTMDet-tiny's layout: with `exp_on_reg` for det; an `RTMDetIns` (no such option) for ins."""
+    """RTMDet-tiny's layout: with `exp_on_reg` for det and rot (RTMDet-R); an `RTMDetIns` (no such option) for ins."""
     import keras
 
     from keras_rtmdet import RTMDet
     from keras_rtmdet import RTMDetIns
+    from keras_rtmdet import RTMDetRotated
     from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
     from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
+    from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
 
     keras.utils.set_random_seed(seed)
     size = (image_size, image_size)
+    if task == "rot":
+        arch = dict(RTMDET_ROTATED_PRESETS["rtmdet_r_tiny_dota"]["arch"], exp_on_reg=True, num_classes=num_classes)
+        # At most a few objects per image: a few hundred NMS candidates, not DOTA's 2000 (a 2000² rotated-IoU
+        # matrix per image is most of the evaluation time on a CPU).
+        limits = dict(max_candidates=DEMO_ROTATED_CANDIDATES, max_detections=100)
+        return RTMDetRotated.from_arch(**arch, class_names=class_names, image_size=size, **limits)
     if task == "ins":
         arch = dict(RTMDET_INS_PRESETS["rtmdet_ins_tiny_coco"]["arch"], num_classes=num_classes)
         return RTMDetIns.from_arch(**arch, class_names=class_names, image_size=size)
@@ -60,30 +85,55 @@ def build_demo_model(num_classes, class_names, image_size, seed, task="det"):
     return RTMDet.from_arch(**arch, class_names=class_names, image_size=size)
 
 
+def demo_sources(task, num_images, side, seed):
+    """(train, val) generated sources: `num_images` and max(8, num_images/8) images of 3/4·side to side."""
+    sizes = ((side * 3 // 4, side), (side * 3 // 4, side))
+    if task == "rot":
+        from keras_rtmdet.data.synthetic_rotated import SyntheticRotatedSource
+
+        source_class, common = SyntheticRotatedSource, dict(image_size=sizes, num_classes=3, max_objects=MAX_OBJECTS)
+    else:
+        from keras_rtmdet.data.synthetic import SyntheticShapesSource
+
+        source_class = SyntheticShapesSource
+        common = dict(image_size=sizes, num_classes=3, max_objects=MAX_OBJECTS, with_masks=task == "ins")
+    return source_class(num_images, seed=seed, **common), source_class(max(8, num_images // 8), seed=seed + 1, **common)
+
+
+def final_report(model, val, task):
+    """The closing line's metrics: DOTA mAP50 / mAP75 / mmAP for rot, COCO box (and mask) AP otherwise."""
+    if task == "rot":
+        from keras_rtmdet.evaluation.dota_metrics import evaluate_dota_model
+
+        stats = evaluate_dota_model(model, val, batch_size=16, verbose=0, print_table=False)
+        return f"[bold]Final mAP50 {stats['mAP50']:.3f}[/] (mAP75 {stats['mAP75']:.3f}, mmAP {stats['mmAP']:.3f})"
+    from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
+
+    ins = task == "ins"
+    stats = evaluate_coco(model, val, batch_size=16, iou_types=("bbox", "segm") if ins else ("bbox",), verbose=0)
+    masks = f", [bold]mask AP {stats['segm_AP']:.3f}[/] (AP50 {stats['segm_AP50']:.3f})" if ins else ""
+    return f"[bold]Final box AP {stats['AP']:.3f}[/] (AP50 {stats['AP50']:.3f}){masks}"
+
+
 def run(args):
     out, err = Console(), Console(stderr=True)
     if min(args.images, args.epochs, args.image_size, args.batch_size) < 1:
         err.print("[red]error:[/] --images, --epochs, --image-size and --batch-size must be positive.")
         return 2
+    from keras_rtmdet.cli.train import TASK_NAMES
     from keras_rtmdet.cli.train import finish_run
-    from keras_rtmdet.data.synthetic import SyntheticShapesSource
-    from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
     from keras_rtmdet.training.train_recipe import train_rtmdet
 
-    ins = args.task == "ins"
-    out_dir = args.out or os.path.join("runs", "demo_ins" if ins else "demo")
+    out_dir = args.out or os.path.join("runs", OUT_DIRS[args.task])
     side = args.image_size
-    sizes = ((side * 3 // 4, side), (side * 3 // 4, side))
-    common = dict(image_size=sizes, num_classes=3, max_objects=5, with_masks=ins)
-    train = SyntheticShapesSource(args.images, seed=args.seed, **common)
-    val = SyntheticShapesSource(max(8, args.images // 8), seed=args.seed + 1, **common)
+    train, val = demo_sources(args.task, args.images, side, args.seed)
     model = build_demo_model(train.num_classes, list(train.class_names), side, args.seed, args.task)
+    metric = "DOTA mAP (rotated IoU)" if args.task == "rot" else "pycocotools"
     out.print(
         Panel(
-            f"Training a {model.count_params():,}-parameter {'RTMDet-Ins' if ins else 'RTMDet'} on {len(train)} "
-            "generated images of "
+            f"Training a {model.count_params():,}-parameter {TASK_NAMES[args.task]} on {len(train)} generated images of "
             f"{', '.join(train.class_names)} ({side}² , {args.epochs} epochs, batch {args.batch_size}); "
-            f"validation on {len(val)} other images with pycocotools. Output: {escape(out_dir)}",
+            f"validation on {len(val)} other images with {metric}. Output: {escape(out_dir)}",
             title="rtmdet demo",
         )
     )
@@ -98,6 +148,7 @@ def run(args):
             val_source=val,
             model_size="tiny",
             image_size=side,
+            max_boxes=MAX_OBJECTS if args.task == "rot" else 100,
             warmup_steps=50,
             base_learning_rate=args.lr,
             base_batch_size=args.batch_size,
@@ -109,12 +160,7 @@ def run(args):
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
     minutes = (time.time() - start) / 60
-    stats = evaluate_coco(model, val, batch_size=16, iou_types=("bbox", "segm") if ins else ("bbox",), verbose=0)
+    report = final_report(model, val, args.task)
     finish_run(model, val, out_dir, 6, out)
-    masks = f", [bold]mask AP {stats['segm_AP']:.3f}[/] (AP50 {stats['segm_AP50']:.3f})" if ins else ""
-    out.print(
-        f"[bold]Final box AP {stats['AP']:.3f}[/] (AP50 {stats['AP50']:.3f}){masks} on the validation images "
-        f"after {minutes:.1f} min of training.",
-        highlight=False,
-    )
+    out.print(f"{report} on the validation images after {minutes:.1f} min of training.", highlight=False)
     return 0

@@ -1,4 +1,4 @@
-"""`rtmdet predict`: detect (and, with an RTMDet-Ins model, segment) objects in image files.
+"""`rtmdet predict`: detect (with an RTMDet-Ins model, segment; with an RTMDet-R, rotated boxes) objects in image files.
 
 Writes one annotated image per input and a `detections.json`:
 
@@ -14,6 +14,13 @@ models only) is the detection's binary mask over the whole image as COCO
 compressed RLE (`pycocotools.mask.decode` reads it back); the annotated
 images show masks as a semi-transparent fill of the class colour with its
 contour.
+
+A rotated model (RTMDet-R) writes `"rbox": [cx, cy, w, h, angle]` (pixels,
+radians, clockwise on screen) and `"polygon": [x1, y1, ..., x4, y4]` (its
+corners) instead of `"box"`, and draws the polygons. With `--patch-size P`,
+images larger than P on a side are cut into P×P windows overlapping by
+`--gap` (the DOTA split), detected window by window and merged with rotated
+NMS (`predict_large_image`).
 """
 
 import collections
@@ -30,6 +37,7 @@ from rich.progress import TextColumn
 from rich.progress import TimeElapsedColumn
 from rich.table import Table
 
+from keras_rtmdet.data.dota import rboxes_to_polygons
 from keras_rtmdet.utils.drawing import draw_detections
 from keras_rtmdet.utils.image_io import expand_image_paths
 from keras_rtmdet.utils.image_io import read_image
@@ -58,6 +66,12 @@ def add_parser(subparsers):
         "written from BGR arrays by a tool that assumed RGB",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    parser.add_argument(
+        "--patch-size",
+        type=int,
+        help="rotated models: detect images larger than this by sliding windows of this side, merged (DOTA: 1024)",
+    )
+    parser.add_argument("--gap", type=int, default=200, help="overlap of the --patch-size windows in pixels (200)")
     parser.add_argument("--save-format", choices=("jpg", "png"), default="jpg", help="annotated image format")
     parser.set_defaults(run=run)
 
@@ -95,9 +109,19 @@ def image_masks(outputs, index, height, width):
     return np.asarray(outputs["masks"][index, :count, :height, :width], bool)
 
 
+def _box_fields(box):
+    """`{"box": xyxy}` for 4 numbers; `{"rbox": (cx, cy, w, h, angle), "polygon": its 4 corners}` for 5."""
+    if len(box) == 5:
+        polygon = rboxes_to_polygons(np.asarray(box, np.float32)[None])[0]
+        return {"rbox": [round(float(v), 6 if i == 4 else 4) for i, v in enumerate(box)],
+                "polygon": [round(float(v), 4) for v in polygon]}
+    return {"box": [round(float(v), 4) for v in box]}
+
+
 def detection_records(boxes, scores, labels, class_names=None, masks=None):
     """JSON-ready dicts `{box, score, label, class_name}` (+ `mask`, COCO RLE, with `masks` (K, H, W));
-    boxes rounded to 1e-4 px, scores to 1e-6."""
+    boxes rounded to 1e-4 px, scores to 1e-6. Rotated boxes (K, 5) give `rbox` (angle to 1e-6 rad) and
+    `polygon` instead of `box`."""
     from keras_rtmdet.evaluation.coco_metrics import encode_mask
 
     records = []
@@ -105,12 +129,7 @@ def detection_records(boxes, scores, labels, class_names=None, masks=None):
         label = int(label)
         name = class_names[label] if class_names is not None and 0 <= label < len(class_names) else None
         records.append(
-            {
-                "box": [round(float(v), 4) for v in box],
-                "score": round(float(score), 6),
-                "label": label,
-                "class_name": name,
-            }
+            {**_box_fields(box), "score": round(float(score), 6), "label": label, "class_name": name}
         )
         if masks is not None:
             records[-1]["mask"] = encode_mask(masks[k])
@@ -191,6 +210,7 @@ def run(args):
     }
     try:
         model.set_postprocess(**{k: v for k, v in overrides.items() if v is not None})
+        _check_patches(model, args.patch_size, args.gap)
     except ValueError as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
@@ -216,20 +236,19 @@ def run(args):
                 except ValueError as error:
                     _report(err, errors, file, str(error))
                     progress.advance(task)
-            if batch:
-                images = [image for _, image in batch]
-                outputs = model.predict(images, channel_order=args.channel_order, verbose=0)
-            for i, (file, image) in enumerate(batch):
+            images = [image for _, image in batch]
+            found = predict_batch(model, images, args.channel_order, args.patch_size, args.gap, args.batch_size)
+            for (file, image), (detections, masks) in zip(batch, found):
                 path = os.path.join(args.out, unique_output_name(file, args.save_format, used))
                 try:
-                    detections = image_detections(outputs, i)
-                    masks = image_masks(outputs, i, *image.shape[:2])
                     results.append(save_image_result(image, detections, model.class_names, path, file, masks))
                 except ValueError as error:
                     _report(err, errors, file, str(error))
                 progress.advance(task)
 
     settings = {key: getattr(model, key) for key in ("score_threshold", "iou_threshold", "max_detections")}
+    if args.patch_size is not None:
+        settings.update(patch_size=args.patch_size, gap=args.gap)
     json_path = write_results(args.out, os.fspath(args.preset), settings, results, errors)
     if results:
         out.print(summary_table(results))
@@ -239,6 +258,43 @@ def run(args):
         err.print(f"[red]{len(errors)} input(s) failed:[/] {escape(failed)}", highlight=False)
         return 1
     return 0
+
+
+def _check_patches(model, patch_size, gap):
+    from keras_rtmdet import RTMDetRotated
+
+    if patch_size is None:
+        return
+    if not isinstance(model, RTMDetRotated):
+        raise ValueError("--patch-size (sliding-window detection of large images) needs a rotated (RTMDet-R) model.")
+    if patch_size < 1 or not 0 <= gap < patch_size:
+        raise ValueError(f"need --patch-size ≥ 1 and 0 ≤ --gap < --patch-size, got {patch_size} and {gap}.")
+
+
+def predict_batch(model, images, channel_order="rgb", patch_size=None, gap=200, batch_size=8):
+    """Per image `((boxes, scores, labels), masks or None)`, boxes in the image's pixels.
+
+    One `model.predict` call for the images; with `patch_size` (rotated
+    models), those larger than it on a side go through `predict_large_image`
+    instead (windows of `patch_size` overlapping by `gap`, merged by rotated NMS).
+
+    Args:
+        images: list of (H, W, 3) uint8 arrays, channels in `channel_order`.
+    """
+    from keras_rtmdet.evaluation.dota_merge import predict_large_image
+
+    large = [patch_size is not None and max(image.shape[:2]) > patch_size for image in images]
+    found = [None] * len(images)
+    small = [i for i, is_large in enumerate(large) if not is_large]
+    if small:
+        outputs = model.predict([images[i] for i in small], channel_order=channel_order, verbose=0)
+        for n, i in enumerate(small):
+            found[i] = (image_detections(outputs, n), image_masks(outputs, n, *images[i].shape[:2]))
+    for i in (i for i, is_large in enumerate(large) if is_large):
+        rgb = images[i][..., ::-1] if channel_order == "bgr" else images[i]
+        merged = predict_large_image(model, rgb, patch_size, gap, batch_size=batch_size)
+        found[i] = ((merged["boxes"], merged["scores"], merged["labels"]), None)
+    return found
 
 
 def _report(console, errors, file, message):

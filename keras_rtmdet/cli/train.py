@@ -1,7 +1,11 @@
-"""`rtmdet train`: train or fine-tune RTMDet (or RTMDet-Ins, `--task ins`) with the reference recipe.
+"""`rtmdet train`: train or fine-tune RTMDet (RTMDet-Ins `--task ins`, RTMDet-R `--task rot`) with the reference recipe.
 
 An RTMDet-Ins trains on the data's instance masks (COCO JSON polygons / RLE,
-or the synthetic shapes' masks) and is evaluated with box and mask AP.
+or the synthetic shapes' masks) and is evaluated with box and mask AP. An
+RTMDet-R trains on rotated boxes (`--dota IMAGE_DIR ANN_DIR`, e.g. a split's
+images/ and annfiles/, or `--synthetic`) with MMRotate's 36e recipe (1024²,
+batch 8, lr 0.004/16 at batch 8, 36 epochs, evaluated every 12) and is
+evaluated with DOTA mAP (results.csv: mAP50, mAP75, mmAP, AP50 per class).
 
 Writes to `--out`: `args.json` (to resume), `results.csv` and `train_log.csv`
 (per-epoch losses and COCO stats), `best/` and `last/` presets (EMA weights),
@@ -20,10 +24,20 @@ from rich.markup import escape
 from keras_rtmdet.cli.data_args import add_data_arguments
 from keras_rtmdet.cli.data_args import build_sources
 
-HELP = "train an RTMDet detector or RTMDet-Ins instance segmenter (COCO JSON, tensorflow-datasets or synthetic data)"
+HELP = (
+    "train an RTMDet detector, RTMDet-Ins instance segmenter or RTMDet-R rotated detector "
+    "(COCO JSON, tensorflow-datasets, DOTA or synthetic data)"
+)
 ARGS_FILE = "args.json"
 SIZES = ("tiny", "s", "m", "l", "x")
-TASKS = ("det", "ins")
+ROTATED_SIZES = ("tiny", "s", "m", "l")
+TASKS = ("det", "ins", "rot")
+TASK_NAMES = {"det": "RTMDet", "ins": "RTMDet-Ins", "rot": "RTMDet-R"}
+# Per-task defaults of the run options left unset: RTMDet's 300e COCO recipe, MMRotate's 36e DOTA one.
+RUN_DEFAULTS = {
+    "det": {"image_size": 640, "epochs": 300, "batch_size": 32, "val_every": 10},
+    "rot": {"image_size": 1024, "epochs": 36, "batch_size": 8, "val_every": 12},
+}
 
 
 def add_parser(subparsers):
@@ -34,7 +48,8 @@ def add_parser(subparsers):
     model.add_argument(
         "--task",
         choices=TASKS,
-        help="det: RTMDet boxes; ins: RTMDet-Ins boxes and masks (default det; with --preset, the preset's)",
+        help="det: RTMDet boxes; ins: RTMDet-Ins boxes and masks; rot: RTMDet-R rotated boxes "
+        "(default det; with --preset, the preset's)",
     )
     model.add_argument("--size", choices=SIZES, default="s", help="architecture when not --preset (default s)")
     model.add_argument(
@@ -42,14 +57,19 @@ def add_parser(subparsers):
         help="with --size: start the backbone from a CSPNeXt ImageNet preset (e.g. cspnext_s_imagenet), "
         "as the reference trains tiny and s; neck and head start fresh",
     )
-    model.add_argument("--image-size", type=int, default=640, help="training/eval image side (default 640)")
+    model.add_argument("--image-size", type=int, help="training/eval image side (default 640; rot 1024)")
     run = parser.add_argument_group("run")
-    run.add_argument("--epochs", type=int, default=300, help="epochs (default 300)")
-    run.add_argument("--batch-size", type=int, default=32, help="global batch (default 32)")
+    run.add_argument("--epochs", type=int, help="epochs (default 300; rot 36)")
+    run.add_argument("--batch-size", type=int, help="global batch (default 32; rot 8)")
     run.add_argument("--stage2-epochs", type=int, help="final epochs without Mosaic/MixUp (default 20/300 of the run)")
-    run.add_argument("--lr", type=float, default=0.004, help="learning rate at batch 256, scaled linearly (0.004)")
+    run.add_argument(
+        "--lr",
+        type=float,
+        help="learning rate at the recipe's batch, scaled linearly to --batch-size (default 0.004 at batch 256; "
+        "rot 0.004/16 at batch 8)",
+    )
     run.add_argument("--warmup-steps", type=int, default=1000, help="linear warm-up steps (1000)")
-    run.add_argument("--val-every", type=int, default=10, help="evaluate every N epochs, and at the end (10)")
+    run.add_argument("--val-every", type=int, help="evaluate every N epochs, and at the end (default 10; rot 12)")
     run.add_argument("--max-boxes", type=int, default=100, help="objects kept per training image (100)")
     run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
     run.add_argument("--out", default=os.path.join("runs", "train"), help="run directory")
@@ -66,14 +86,44 @@ def _saved_args(out):
         return json.load(f)
 
 
+def preset_is_rotated(preset):
+    """Whether a built-in preset name or a preset directory holds an RTMDet-R, read without loading it."""
+    from keras_rtmdet.models.preset_loading import CONFIG_FILE
+    from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
+
+    config = os.path.join(os.fspath(preset), CONFIG_FILE)
+    if os.path.isfile(config):
+        with open(config) as f:
+            return json.load(f).get("class_name") == "RTMDetRotated"
+    return preset in RTMDET_ROTATED_PRESETS
+
+
+def resolve_task(args):
+    """The task to train: `--task`, else the preset's, else det."""
+    if args.preset and preset_is_rotated(args.preset):
+        if args.task not in (None, "rot"):
+            raise ValueError(f"--task {args.task}, but --preset {args.preset} is an RTMDet-R (rot) model.")
+        return "rot"
+    return args.task or "det"
+
+
+def fill_run_defaults(args, task):
+    """Set the run options left unset to the task's recipe (`RUN_DEFAULTS`)."""
+    for key, value in RUN_DEFAULTS["rot" if task == "rot" else "det"].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
 def build_model(args, num_classes, class_names):
-    """The model to train: `--preset`'s (its task decides det / Ins), else a fresh `--task` / `--size` one."""
+    """The model to train: `--preset`'s (its task decides det / Ins / rot), else a fresh `--task` / `--size` one."""
     import keras
 
     from keras_rtmdet import RTMDet
     from keras_rtmdet import RTMDetIns
+    from keras_rtmdet import RTMDetRotated
     from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
     from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
+    from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
 
     keras.utils.set_random_seed(args.seed)
     size = (args.image_size, args.image_size)
@@ -83,10 +133,15 @@ def build_model(args, num_classes, class_names):
     if args.preset:
         model = RTMDet.from_preset(args.preset, num_classes=num_classes, class_names=class_names, image_size=size)
         if task is not None and task != model_task(model):
-            kind = {"det": "an RTMDet (det)", "ins": "an RTMDet-Ins (ins)"}[model_task(model)]
-            raise ValueError(f"--task {task}, but --preset {args.preset} is {kind} model.")
+            kind = model_task(model)
+            raise ValueError(f"--task {task}, but --preset {args.preset} is an {TASK_NAMES[kind]} ({kind}) model.")
         return model
-    if task == "ins":
+    if task == "rot":
+        if args.size not in ROTATED_SIZES:
+            raise ValueError(f"RTMDet-R comes in sizes {', '.join(ROTATED_SIZES)}; got --size {args.size}.")
+        arch = dict(RTMDET_ROTATED_PRESETS[f"rtmdet_r_{args.size}_dota"]["arch"], num_classes=num_classes)
+        model = RTMDetRotated.from_arch(**arch, class_names=class_names, image_size=size)
+    elif task == "ins":
         arch = dict(RTMDET_INS_PRESETS[f"rtmdet_ins_{args.size}_coco"]["arch"], num_classes=num_classes)
         model = RTMDetIns.from_arch(**arch, class_names=class_names, image_size=size)
     else:
@@ -98,9 +153,12 @@ def build_model(args, num_classes, class_names):
 
 
 def model_task(model):
-    """"ins" for an `RTMDetIns`, "det" for any other detector."""
+    """"ins" for an `RTMDetIns`, "rot" for an `RTMDetRotated`, "det" for any other detector."""
     from keras_rtmdet import RTMDetIns
+    from keras_rtmdet import RTMDetRotated
 
+    if isinstance(model, RTMDetRotated):
+        return "rot"
     return "ins" if isinstance(model, RTMDetIns) else "det"
 
 
@@ -132,7 +190,9 @@ def run_command(args):
             args = argparse.Namespace(**{**saved, "resume": True, "out": args.out, "run": args.run})
         elif os.path.isdir(os.path.join(args.out, "backup")):
             raise ValueError(f"{args.out} holds an interrupted run: pass --resume to continue it, or another --out.")
-        train_source, val_source = build_sources(args, train=True)
+        task = resolve_task(args)
+        fill_run_defaults(args, task)
+        train_source, val_source = build_sources(args, train=True, rotated=task == "rot")
         model = build_model(args, train_source.num_classes, list(train_source.class_names))
     except (ValueError, OSError, ImportError, argparse.ArgumentTypeError) as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
@@ -145,7 +205,7 @@ def run_command(args):
     from keras_rtmdet.training.train_recipe import train_rtmdet
 
     size = args.size if not args.preset else _preset_size(args.preset)
-    name = "RTMDet-Ins" if model_task(model) == "ins" else "RTMDet"
+    name = TASK_NAMES[model_task(model)]
     out.print(
         f"Training {name}-{size} ({model.count_params():,} parameters, {train_source.num_classes} classes) on "
         f"{len(train_source)} images at {args.image_size}², batch {args.batch_size}, {args.epochs} epochs → "

@@ -1,9 +1,16 @@
-"""`rtmdet val`: COCO metrics of a model on a validation set (pycocotools).
+"""`rtmdet val`: COCO metrics of a model on a validation set (pycocotools), DOTA metrics of a rotated one.
 
 Prints the 12 COCO stats and the per-class AP table, of the boxes and, for
 models that output masks (RTMDet-Ins), of the masks; writes them to
 `--out/metrics.json`: box stats as `AP`, `AP50`, ..., `per_class_AP`, mask
 stats prefixed `segm_` (`segm_AP`, ...), as in a training run's results.csv.
+
+A rotated model (RTMDet-R) is evaluated on `--dota IMAGE_DIR ANN_DIR` (class
+names: the model's, or `--dota-classes`) or `--synthetic`, with
+`evaluate_dota_model` (VOC-style area AP of rotated IoU, patches as they
+are): the DOTA table (per class: GTs, detections, recall,
+AP50, AP75, mmAP; then mAP50, mAP75, mmAP) and metrics.json with `mAP50`,
+`mAP75`, `mmAP`, `mAP`, `mAP50` ... `mAP95`, `per_class_AP` and `per_class`.
 """
 
 import argparse
@@ -16,7 +23,7 @@ from rich.markup import escape
 from keras_rtmdet.cli.data_args import add_data_arguments
 from keras_rtmdet.cli.data_args import build_sources
 
-HELP = "evaluate a model with COCO metrics on a validation set"
+HELP = "evaluate a model with COCO metrics (DOTA metrics for a rotated model) on a validation set"
 
 
 def add_parser(subparsers):
@@ -24,7 +31,7 @@ def add_parser(subparsers):
     parser.add_argument("--preset", required=True, help="preset name or directory (e.g. runs/train/best)")
     add_data_arguments(parser, train=False)
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (8)")
-    parser.add_argument("--score-thr", type=float, help="score threshold (default: the model's, 0.001)")
+    parser.add_argument("--score-thr", type=float, help="score threshold (default: the model's: 0.001; RTMDet-R 0.05)")
     parser.add_argument("--out", default=os.path.join("runs", "val"), help="output directory")
     parser.set_defaults(run=run)
 
@@ -32,13 +39,17 @@ def add_parser(subparsers):
 def run(args):
     err = Console(stderr=True)
     try:
-        _, source = build_sources(args, train=False)
-        if source is None:
-            raise ValueError("no validation data given.")
         from keras_rtmdet import RTMDet
         from keras_rtmdet import RTMDetIns
+        from keras_rtmdet import RTMDetRotated
 
         model = RTMDet.from_preset(args.preset)
+        rotated = isinstance(model, RTMDetRotated)
+        if rotated and getattr(args, "dota", None) and not args.dota_classes and model.class_names:
+            args.dota_classes = ",".join(model.class_names)  # DOTA txts name the model's classes
+        _, source = build_sources(args, train=False, rotated=rotated)
+        if source is None:
+            raise ValueError("no validation data given.")
         if source.num_classes != model.head.num_classes:
             raise ValueError(
                 f"the model predicts {model.head.num_classes} classes, the data has {source.num_classes}."
@@ -46,20 +57,30 @@ def run(args):
     except (ValueError, OSError, ImportError, argparse.ArgumentTypeError) as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
-    from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
-    from keras_rtmdet.evaluation.coco_metrics import has_segmentations
-
-    iou_types = ("bbox",)
-    if isinstance(model, RTMDetIns):
-        if has_segmentations(source.coco):
-            iou_types = ("bbox", "segm")
-        else:
-            err.print("[yellow]note:[/] the validation data has no instance masks: box AP only.", highlight=False)
     settings = {} if args.score_thr is None else {"score_threshold": args.score_thr}
-    stats = evaluate_coco(model, source, batch_size=args.batch_size, iou_types=iou_types, **settings)
+    if rotated:
+        from keras_rtmdet.evaluation.dota_metrics import evaluate_dota_model
+
+        stats = evaluate_dota_model(model, source, batch_size=args.batch_size, **settings)
+    else:
+        stats = _coco_stats(model, source, args.batch_size, isinstance(model, RTMDetIns), settings, err)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "metrics.json")
     with open(path, "w") as f:
         json.dump(stats, f, indent=2, default=float)
     Console().print(f"Wrote {escape(path)}.", highlight=False)
     return 0
+
+
+def _coco_stats(model, source, batch_size, instance_segmentation, settings, err):
+    """`evaluate_coco`'s stats: bbox, and segm for an RTMDet-Ins on data with masks."""
+    from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
+    from keras_rtmdet.evaluation.coco_metrics import has_segmentations
+
+    iou_types = ("bbox",)
+    if instance_segmentation:
+        if has_segmentations(source.coco):
+            iou_types = ("bbox", "segm")
+        else:
+            err.print("[yellow]note:[/] the validation data has no instance masks: box AP only.", highlight=False)
+    return evaluate_coco(model, source, batch_size=batch_size, iou_types=iou_types, **settings)

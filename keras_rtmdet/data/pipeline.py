@@ -84,7 +84,7 @@ def _derived_seed(seed, offset):
     return None if seed is None else seed + offset
 
 
-def _map_with_seeds(ds, fn, seed):
+def map_with_seeds(ds, fn, seed):
     """`ds.map(fn(sample, seed))` with a fresh (2,) stateless seed per element."""
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     return tf.data.Dataset.zip((ds, seeds)).map(fn, num_parallel_calls=AUTOTUNE)
@@ -128,14 +128,16 @@ def cap_instances(sample, max_boxes, capped_count=None):
     return out
 
 
-def pad_instances(sample, max_boxes):
-    """Pad boxes and labels with -1 (masks and mask centres with 0) to exactly `max_boxes`.
+def pad_instances(sample, max_boxes, box_pad_value=-1.0):
+    """Pad boxes with `box_pad_value`, labels with -1 (masks and mask centres with 0) to exactly `max_boxes`.
 
-    The masks keep their static height and width.
+    Boxes keep their static number of columns (4 xyxy, 5 rotated), masks their
+    static height and width.
     """
     pad = max_boxes - tf.shape(sample["labels"])[0]
     out = dict(sample)
-    out["boxes"] = tf.ensure_shape(tf.pad(sample["boxes"], [[0, pad], [0, 0]], constant_values=-1.0), [max_boxes, 4])
+    boxes = tf.pad(sample["boxes"], [[0, pad], [0, 0]], constant_values=box_pad_value)
+    out["boxes"] = tf.ensure_shape(boxes, [max_boxes, sample["boxes"].shape[-1]])
     out["labels"] = tf.ensure_shape(tf.pad(sample["labels"], [[0, pad]], constant_values=-1), [max_boxes])
     if "masks" in sample:
         masks = tf.pad(sample["masks"], [[0, pad], [0, 0], [0, 0]])
@@ -182,10 +184,12 @@ def _drop_keep(sample, keep):
     return sample
 
 
-def _to_batches(ds, batch_size, max_boxes, capped_count, mask_stride):
+def to_batches(ds, batch_size, max_boxes, capped_count, mask_stride=4, box_pad_value=-1.0):
+    """Cap, pad and batch augmented samples into `(images float32, targets)` with static shapes."""
+
     def finish(sample):
         sample = add_mask_targets(cap_instances(sample, max_boxes, capped_count), mask_stride)
-        return pad_instances(sample, max_boxes)
+        return pad_instances(sample, max_boxes, box_pad_value)
 
     ds = ds.map(finish, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)
@@ -249,7 +253,7 @@ def train_pipeline(
             cached_mosaic(image_size, recipe["mosaic_pool_size"], pad_val=PAD_VALUE, seed=_derived_seed(seed, 1))
         )
     augment = _augment(model_size, stage, image_size, recipe["ratio_range"], with_masks)
-    ds = _map_with_seeds(ds, augment, _derived_seed(seed, 2))
+    ds = map_with_seeds(ds, augment, _derived_seed(seed, 2))
     ds = ds.filter(_is_kept).map(_drop_keep, num_parallel_calls=AUTOTUNE)
     if stage == 1:
         mixup = cached_mixup(
@@ -264,7 +268,7 @@ def train_pipeline(
             ds = ds.map(_filter_annotations, num_parallel_calls=AUTOTUNE).filter(_is_kept)
             ds = ds.map(_drop_keep, num_parallel_calls=AUTOTUNE)
     capped_count = tf.Variable(0, dtype=tf.int64, trainable=False)
-    ds = _to_batches(ds, batch_size, max_boxes, capped_count, int(mask_stride))
+    ds = to_batches(ds, batch_size, max_boxes, capped_count, int(mask_stride))
     return ds.prefetch(AUTOTUNE) if prefetch else ds
 
 

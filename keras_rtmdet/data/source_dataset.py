@@ -5,10 +5,10 @@ import numpy as np
 from keras_rtmdet.data.coco_json import CocoJsonSource
 
 
-def _signature(tf, with_masks):
+def _signature(tf, with_masks, box_columns=4):
     spec = {
         "image": tf.TensorSpec((None, None, 3), tf.uint8),
-        "boxes": tf.TensorSpec((None, 4), tf.float32),
+        "boxes": tf.TensorSpec((None, box_columns), tf.float32),
         "labels": tf.TensorSpec((None,), tf.int32),
         "image_id": tf.TensorSpec((), tf.int64),
     }
@@ -55,8 +55,16 @@ def _coco_json_dataset(tf, source, ids, with_masks):
     return table, decode
 
 
+def _box_columns(source, ids):
+    """4 for xyxy boxes, 5 for rotated ones (a `DotaSource`), read off the first image's annotations."""
+    return int(np.shape(source.annotations(ids[0], with_masks=False)["boxes"])[-1]) if ids else 4
+
+
 def source_dataset(source, shuffle=True, seed=None, repeat=False, with_masks=None):
     """Samples of `source` as tf.data: `{"image", "boxes", "labels", "image_id"[, "masks"]}`.
+
+    `"boxes"` is (N, 4) xyxy, or (N, 5) rboxes for rotated sources (`DotaSource`,
+    `SyntheticRotatedSource`), as the source's `annotations` give them.
 
     COCO JSON sources read and decode files inside the graph
     (`num_parallel_calls=AUTOTUNE`); tensorflow-datasets sources stream
@@ -87,7 +95,7 @@ def source_dataset(source, shuffle=True, seed=None, repeat=False, with_masks=Non
         ds, decode = _coco_json_dataset(tf, source, ids, with_masks)
     else:
         ds = tf.data.Dataset.from_tensor_slices(np.array(ids, np.int64))
-        signature = _signature(tf, with_masks)
+        signature = _signature(tf, with_masks, _box_columns(source, ids))
 
         def decode(image_id):
             def load(i):
@@ -105,8 +113,17 @@ def source_dataset(source, shuffle=True, seed=None, repeat=False, with_masks=Non
 
 
 def samples_dataset(samples):
-    """tf.data over in-memory numpy sample dicts (all with the keys of the first)."""
+    """tf.data over in-memory numpy sample dicts (all with the keys of the first).
+
+    Every dimension is dynamic but the columns of `"boxes"` (4 xyxy or 5 rotated).
+    """
     import tensorflow as tf
 
-    spec = {k: tf.TensorSpec([None] * np.ndim(v), tf.as_dtype(np.asarray(v).dtype)) for k, v in samples[0].items()}
+    def shape(key, value):
+        dims = [None] * np.ndim(value)
+        if key == "boxes":
+            dims[-1] = np.shape(value)[-1]
+        return dims
+
+    spec = {k: tf.TensorSpec(shape(k, v), tf.as_dtype(np.asarray(v).dtype)) for k, v in samples[0].items()}
     return tf.data.Dataset.from_generator(lambda: iter(samples), output_signature=spec)

@@ -92,6 +92,12 @@ def draw_sample(rng, height, width, num_classes=3, max_objects=6, min_size=None,
     return image.astype(np.uint8), boxes, np.array([labels[i] for i in keep], np.int32), masks
 
 
+def draw_image_size(rng, image_size):
+    """(height, width) ints: `image_size` itself, or uniform in `((min_h, max_h), (min_w, max_w))`."""
+    (h0, h1), (w0, w1) = image_size if np.ndim(image_size[0]) else ((s, s) for s in image_size)
+    return int(rng.integers(h0, h1 + 1)), int(rng.integers(w0, w1 + 1))
+
+
 class SyntheticShapesSource(DetectionSource):
     """`num_images` generated images (reproducible from `seed`), with an in-memory COCO ground truth.
 
@@ -126,10 +132,7 @@ class SyntheticShapesSource(DetectionSource):
     def _draw(self, image_id):
         if image_id not in self._cache:
             rng = np.random.default_rng([self.seed, image_id])
-            (h0, h1), (w0, w1) = (
-                self.image_size if np.ndim(self.image_size[0]) else ((s, s) for s in self.image_size)
-            )
-            height, width = int(rng.integers(h0, h1 + 1)), int(rng.integers(w0, w1 + 1))
+            height, width = draw_image_size(rng, self.image_size)
             self._cache[image_id] = draw_sample(rng, height, width, self.num_classes_, self.max_objects)
         return self._cache[image_id]
 

@@ -4,7 +4,8 @@ import csv
 import math
 
 LOSS_PREFIX = "loss_"
-AP_COLUMNS = ("AP", "AP50", "AP75", "segm_AP", "segm_AP50", "segm_AP75")
+# COCO stats (det / Ins) and DOTA ones (rotated).
+AP_COLUMNS = ("AP", "AP50", "AP75", "segm_AP", "segm_AP50", "segm_AP75", "mAP50", "mAP75", "mmAP")
 
 
 def read_results(results_csv):
@@ -53,7 +54,7 @@ def _plot_curves(axis, epochs, columns, names, title, empty_text):
 
 
 def plot_results(results_csv, out_png, loss_csv=None):
-    """Write a PNG with the loss curves (loss, loss_*) and mAP curves (AP, AP50, AP75) against epoch.
+    """Write a PNG with the loss curves (loss, loss_*) and mAP curves (`AP_COLUMNS`) against epoch.
 
     Missing columns are skipped (a panel without any says so); a single row
     is drawn as points. `loss_csv`: a Keras `CSVLogger` file with every
@@ -75,7 +76,7 @@ def plot_results(results_csv, out_png, loss_csv=None):
     losses = [n for n in loss_columns if n == "loss" or n.startswith(LOSS_PREFIX)]
     figure, (loss_axis, ap_axis) = plt.subplots(1, 2, figsize=(11, 4))
     _plot_curves(loss_axis, loss_columns["epoch"], loss_columns, losses, "training loss", "no loss columns")
-    _plot_curves(ap_axis, columns["epoch"], columns, AP_COLUMNS, "COCO mAP", "no AP columns")
+    _plot_curves(ap_axis, columns["epoch"], columns, AP_COLUMNS, "validation mAP", "no AP columns")
     figure.tight_layout()
     figure.savefig(out_png, dpi=100)
     plt.close(figure)

@@ -1,9 +1,11 @@
-"""Drawing detections (boxes with class name and score, and instance masks) on RGB images."""
+"""Drawing detections (boxes or rotated boxes with class name and score, and instance masks) on RGB images."""
 
 import colorsys
 
 import cv2
 import numpy as np
+
+from keras_rtmdet.data.dota import rboxes_to_polygons
 
 # Successive multiples of the golden ratio spread hues evenly for any number
 # of classes, so neighbouring class indices get clearly different colours.
@@ -34,7 +36,9 @@ def draw_detections(
 
     Args:
         image: (H, W, 3) uint8 RGB image; not modified.
-        boxes: (K, 4) x1, y1, x2, y2 in the image's pixels.
+        boxes: (K, 4) x1, y1, x2, y2 in the image's pixels, or (K, 5) rotated
+            boxes (cx, cy, w, h, angle) in pixels and radians (clockwise on
+            screen), drawn as their polygons.
         scores: (K,) scores.
         labels: (K,) class indices; entries below 0 (padding) are skipped.
         class_names: optional sequence mapping class index to name.
@@ -50,7 +54,8 @@ def draw_detections(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
         raise ValueError(f"Expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}.")
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    boxes = np.asarray(boxes, np.float64)
+    boxes = boxes.reshape(-1, 5 if boxes.ndim == 2 and boxes.shape[1] == 5 else 4)
     scores = np.asarray(scores, np.float64).reshape(-1)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     if not len(boxes) == len(scores) == len(labels):
@@ -77,8 +82,9 @@ def draw_detections(
     for i in order:
         if not np.all(np.isfinite(boxes[i])):
             continue
-        _draw_one(canvas, boxes[i], label_text(labels[i], scores[i], class_names), class_color(labels[i]),
-                  thickness, font_scale)
+        draw = _draw_rotated if boxes.shape[1] == 5 else _draw_one
+        draw(canvas, boxes[i], label_text(labels[i], scores[i], class_names), class_color(labels[i]),
+             thickness, font_scale)
     return canvas
 
 
@@ -101,6 +107,23 @@ def _draw_one(canvas, box, text, color, thickness, font_scale):
     height, width = canvas.shape[:2]
     x1, y1, x2, y2 = (int(round(v)) for v in np.clip(box, -1, [width, height, width, height]))
     cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
+    _draw_label(canvas, x1, y1, text, color, font_scale)
+
+
+def _draw_rotated(canvas, rbox, text, color, thickness, font_scale):
+    """The rotated box's polygon, its label at the top-left of the polygon's extent."""
+    corners = rboxes_to_polygons(rbox[None]).reshape(4, 2).astype(np.float64)
+    height, width = canvas.shape[:2]
+    # Sub-pixel vertices (4 fraction bits); far-away corners are clamped to stay in int32.
+    points = np.round(np.clip(corners, -4 * max(height, width), 5 * max(height, width)) * 16).astype(np.int32)
+    cv2.polylines(canvas, [points], True, color, thickness, cv2.LINE_AA, shift=4)
+    x1, y1 = (int(round(v)) for v in np.clip(corners.min(axis=0), -1, [width, height]))
+    _draw_label(canvas, x1, y1, text, color, font_scale)
+
+
+def _draw_label(canvas, x1, y1, text, color, font_scale):
+    """A filled "name score" tag above (x1, y1) when there is room, else just below it; kept in the image."""
+    height, width = canvas.shape[:2]
     font = cv2.FONT_HERSHEY_SIMPLEX
     (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, 1)
     label_h = text_h + baseline + 2

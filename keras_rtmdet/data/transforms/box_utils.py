@@ -90,6 +90,9 @@ def flip_boxes_horizontal(boxes, width):
 
 
 def box_areas(boxes):
+    """(N,) areas of (N, 4) xyxy boxes, or of (N, 5) rotated boxes (cx, cy, w, h, angle): w·h."""
+    if boxes.shape[-1] == 5:
+        return boxes[:, 2] * boxes[:, 3]
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
