@@ -16,6 +16,7 @@ from keras_rtmdet.data.dota_split import split_annotations
 from keras_rtmdet.data.dota_split import split_dota
 from keras_rtmdet.data.source_dataset import source_dataset
 from keras_rtmdet.data.synthetic import SyntheticShapesSource
+from keras_rtmdet.data.synthetic_rotated import SyntheticRotatedSource
 from keras_rtmdet.data.tfds_source import TfdsSource
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "DOTA_CLASSES",
     "DetectionSource",
     "DotaSource",
+    "SyntheticRotatedSource",
     "SyntheticShapesSource",
     "TfdsSource",
     "parse_patch_name",

@@ -1,4 +1,4 @@
-"""COCO evaluation: pycocotools metrics, the `fit` callback and the results plot."""
+"""Evaluation: COCO (pycocotools) and DOTA metrics, their `fit` callbacks, patch merging, the results plot."""
 
 from keras_rtmdet.evaluation.coco_callback import CocoEvaluationCallback
 from keras_rtmdet.evaluation.coco_metrics import STAT_KEYS
@@ -6,6 +6,7 @@ from keras_rtmdet.evaluation.coco_metrics import coco_evaluate
 from keras_rtmdet.evaluation.coco_metrics import detections_to_coco
 from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
 from keras_rtmdet.evaluation.coco_metrics import print_coco_table
+from keras_rtmdet.evaluation.dota_callback import DotaEvaluationCallback
 from keras_rtmdet.evaluation.dota_merge import merge_patch_detections
 from keras_rtmdet.evaluation.dota_merge import predict_large_image
 from keras_rtmdet.evaluation.dota_metrics import dota_average_precision
@@ -18,6 +19,7 @@ from keras_rtmdet.evaluation.results_plot import plot_results
 __all__ = [
     "STAT_KEYS",
     "CocoEvaluationCallback",
+    "DotaEvaluationCallback",
     "coco_evaluate",
     "detections_to_coco",
     "dota_average_precision",
