@@ -123,10 +123,15 @@ class RTMDet(PresetMixin, DenseDetector):
 
     @staticmethod
     def _build_outputs(backbone, neck, head, normalized):
+        """`call`'s outputs: every per-level head output flattened over the priors (`flatten_levels`).
+
+        The head's `cls_scores` become `cls_logits`; outputs that are not
+        per-level lists (RTMDet-Ins' `mask_feat`) pass through as they are.
+        """
         raw = head(neck(backbone(normalized)))
         return {
-            "cls_logits": flatten_levels(raw["cls_scores"]),
-            "bbox_preds": flatten_levels(raw["bbox_preds"]),
+            ("cls_logits" if key == "cls_scores" else key): flatten_levels(value) if isinstance(value, list) else value
+            for key, value in raw.items()
         }
 
     def raw_outputs(self, images, normalized=False):

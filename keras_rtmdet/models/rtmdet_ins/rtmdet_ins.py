@@ -4,7 +4,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_rtmdet.models.dense_detector import flatten_levels
 from keras_rtmdet.ops.dense_postprocess import gather_rows
 from keras_rtmdet.ops.dynamic_masks import dynamic_mask_logits
 from keras_rtmdet.ops.dynamic_masks import paste_masks
@@ -83,16 +82,6 @@ class RTMDetIns(RTMDet):
         )
         self.mask_threshold = mask_threshold
         self.max_mask_positives = int(max_mask_positives)
-
-    @staticmethod
-    def _build_outputs(backbone, neck, head, normalized):
-        raw = head(neck(backbone(normalized)))
-        return {
-            "cls_logits": flatten_levels(raw["cls_scores"]),
-            "bbox_preds": flatten_levels(raw["bbox_preds"]),
-            "kernel_preds": flatten_levels(raw["kernel_preds"]),
-            "mask_feat": raw["mask_feat"],
-        }
 
     def detection_fields(self, outputs, fields, prior_index, priors, image_size, scale_factors):
         """Adds `mask_logits` (B, K, H/8, W/8): each detection's mask logits on the prototype grid."""

@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from keras_rtmdet.models.dense_detector import flatten_levels
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet_rotated.rotated_rtmdet_head import RotatedRTMDetSepBNHead
 from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
@@ -89,15 +88,6 @@ class RTMDetRotated(RTMDet):
             **kwargs,
         )
         self.assigner = RotatedDynamicSoftLabelAssigner(topk=13, soft_center_radius=3.0, iou_weight=3.0)
-
-    @staticmethod
-    def _build_outputs(backbone, neck, head, normalized):
-        raw = head(neck(backbone(normalized)))
-        return {
-            "cls_logits": flatten_levels(raw["cls_scores"]),
-            "bbox_preds": flatten_levels(raw["bbox_preds"]),
-            "angle_preds": flatten_levels(raw["angle_preds"]),
-        }
 
     # --- post-processing hooks ---
 
