@@ -12,19 +12,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_rtmdet.cli import convert  # noqa: E402
 from keras_rtmdet.cli import demo  # noqa: E402
+from keras_rtmdet.cli import export  # noqa: E402
 from keras_rtmdet.cli import parity  # noqa: E402
 from keras_rtmdet.cli import predict  # noqa: E402
 from keras_rtmdet.cli import train  # noqa: E402
 from keras_rtmdet.cli import val  # noqa: E402
 from keras_rtmdet.version import __version__  # noqa: E402
 
-SUBCOMMANDS = (predict, train, val, convert, demo, parity)
+SUBCOMMANDS = (predict, train, val, export, convert, demo, parity)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="rtmdet",
-        description="RTMDet object detection with Keras 3: detect, train, evaluate, convert MMDetection checkpoints.",
+        description="RTMDet object detection with Keras 3: detect, train, evaluate, export, convert MMDetection checkpoints.",
     )
     parser.add_argument("--version", action="version", version=f"keras-rtmdet {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

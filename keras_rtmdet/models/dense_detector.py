@@ -85,6 +85,7 @@ class DenseDetector(keras.Model):
 
     def set_postprocess(self, **settings):
         """Change post-processing settings (see the class docstring)."""
+        changed = False
         for key, value in settings.items():
             if key not in POSTPROCESS_KEYS:
                 raise ValueError(f"Unknown post-processing setting {key!r}; known: {POSTPROCESS_KEYS}.")
@@ -94,9 +95,11 @@ class DenseDetector(keras.Model):
                 raise ValueError(f"{key} must be a positive integer, got {value!r}.")
             if key == "iou_threshold" and not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"iou_threshold must be in [0, 1], got {value!r}.")
+            changed = changed or getattr(self, key, None) != value
             setattr(self, key, value)
-        # Compiled predict functions bake the settings in.
-        self.predict_function = None
+        if changed:
+            # Compiled predict functions bake the settings in; an unchanged model keeps its compiled one.
+            self.predict_function = None
 
     @contextlib.contextmanager
     def postprocess_settings(self, **settings):
@@ -161,6 +164,17 @@ class DenseDetector(keras.Model):
         (B, K) int32, padded with −1 after `num_detections` (B,) entries;
         K = `max_detections`.
         """
+        candidates = self.candidate_detections(outputs, image_size, scale_factors)
+        keep = self.suppress(candidates["boxes"], candidates["scores"], candidates["labels"], candidates["valid"])
+        return self.finish_detections(outputs, candidates, keep, image_size, scale_factors)
+
+    def candidate_detections(self, outputs, image_size, scale_factors=None):
+        """The NMS input: the top (prior, class) candidates, decoded (`postprocess`' first half).
+
+        Returns: dict of (B, M) `scores`, `labels`, `prior_index`, `valid`
+        (score and box size) sorted by descending score, and `boxes`
+        (B, M, box_dim) in original-image pixels when `scale_factors` is given.
+        """
         image_size = tuple(int(s) for s in image_size)
         sizes = level_sizes(image_size, self.strides)
         probs = ops.sigmoid(ops.cast(outputs["cls_logits"], "float32"))
@@ -176,20 +190,35 @@ class DenseDetector(keras.Model):
         candidates = select_candidates(
             level_scores, self.score_threshold, int(self.nms_pre), int(self.max_candidates)
         )
-        priors = self.priors(image_size)
-        boxes = self.decode_candidates(outputs, candidates, priors, image_size)
+        boxes = self.decode_candidates(outputs, candidates, self.priors(image_size), image_size)
         if scale_factors is not None:
             boxes = self.rescale_boxes(boxes, ops.cast(scale_factors, boxes.dtype))
-        valid = ops.logical_and(candidates["valid"], self.box_size_mask(boxes))
-        keep = self.suppress(boxes, candidates["scores"], candidates["labels"], valid)
+        candidates["boxes"] = boxes
+        candidates["valid"] = ops.logical_and(candidates["valid"], self.box_size_mask(boxes))
+        return candidates
+
+    # The `call` outputs `detection_fields` reads, besides the candidates (exported graphs pass them on).
+    detection_field_inputs = ()
+
+    def finish_detections(self, outputs, candidates, keep, image_size, scale_factors=None):
+        """`postprocess`' second half: the best `max_detections` kept candidates, padded.
+
+        Args:
+            outputs: `call`'s outputs (only `detection_field_inputs` are read).
+            candidates: `candidate_detections`' dict.
+            keep: (B, M) bool, the NMS survivors.
+        """
+        image_size = tuple(int(s) for s in image_size)
         order, det_valid = top_detections(keep, candidates["scores"], int(self.max_detections))
         fields = {
-            "boxes": gather_rows(boxes, order),
+            "boxes": gather_rows(candidates["boxes"], order),
             "scores": ops.take_along_axis(candidates["scores"], order, axis=1),
             "labels": ops.cast(ops.take_along_axis(candidates["labels"], order, axis=1), "int32"),
         }
         prior_index = ops.take_along_axis(candidates["prior_index"], order, axis=1)
-        fields = self.detection_fields(outputs, fields, prior_index, priors, image_size, scale_factors)
+        fields = self.detection_fields(
+            outputs, fields, prior_index, self.priors(image_size), image_size, scale_factors
+        )
         return pad_detections(fields, det_valid, int(self.max_detections))
 
     # --- inference entry points ---
@@ -264,6 +293,17 @@ class DenseDetector(keras.Model):
         with self.postprocess_settings(**settings):
             out = super().predict(inputs, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
             return self.finalize_predictions(out, *(out.get(k) for k in PASSED_THROUGH))
+
+    def export(self, filepath, format="saved_model", verbose=True, **options):
+        """Export for serving on raw uint8 images: `keras_rtmdet.export.export(self, filepath, format, ...)`.
+
+        `format`: `"saved_model"` (alias `"tf_saved_model"`), `"onnx"`,
+        `"tf_trt"` or `"tensorrt"`; see `keras_rtmdet.export.export` for
+        the options (`nms`, `input_size`, `dynamic_size`, `batch_size`, ...).
+        """
+        from keras_rtmdet.export.export import export
+
+        return export(self, filepath, format=format, verbose=verbose, **options)
 
     def detect(self, images, scale_factors=None, normalized=False, **settings):
         """Post-process an already preprocessed, padded batch (eagerly).

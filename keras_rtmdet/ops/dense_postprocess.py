@@ -40,12 +40,31 @@ def select_candidates(level_scores, score_threshold, nms_pre, max_candidates):
     k = min(max_candidates, scores.shape[1])
     scores, order = ops.top_k(scores, k)
     flat_index = ops.take_along_axis(flat_index, order, axis=1)
+    prior_index, labels = _divmod(flat_index, num_classes)
     return {
         "scores": scores,
-        "labels": flat_index % num_classes,
-        "prior_index": flat_index // num_classes,
+        "labels": labels,
+        "prior_index": prior_index,
         "valid": scores > score_threshold,
     }
+
+
+def _divmod(index, divisor):
+    """`(index // divisor, index % divisor)` of non-negative int32, without integer division.
+
+    jax2onnx cannot lower integer `rem` (which `//` and `%` use) on a symbolic
+    batch size. A float32 quotient is close; a second division of its (small)
+    integer remainder brings it within one (compilers divide by multiplying
+    with the reciprocal), and a last comparison makes it exact.
+    """
+    def floor_div(x):
+        return ops.cast(ops.floor(ops.cast(x, "float32") / float(divisor)), index.dtype)
+
+    quotient = floor_div(index)
+    quotient = quotient + floor_div(index - quotient * divisor)
+    remainder = index - quotient * divisor
+    quotient = quotient + ops.cast(remainder >= divisor, index.dtype) - ops.cast(remainder < 0, index.dtype)
+    return quotient, index - quotient * divisor
 
 
 def gather_rows(values, index):

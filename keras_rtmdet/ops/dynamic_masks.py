@@ -32,8 +32,9 @@ def dynamic_mask_logits(mask_feat, kernels, priors, weight_nums, bias_nums, mask
     shape = ops.shape(mask_feat)
     h, w, p = shape[1], shape[2], mask_feat.shape[-1]
     feat = ops.reshape(mask_feat, (shape[0], h * w, p))
-    ys = ops.cast(ops.arange(h), "float32") * mask_stride
-    xs = ops.cast(ops.arange(w), "float32") * mask_stride
+    # `arange(0, n)`: jax2onnx's `arange` takes no `stop=None` (what `arange(n)` passes on JAX).
+    ys = ops.cast(ops.arange(0, h), "float32") * mask_stride
+    xs = ops.cast(ops.arange(0, w), "float32") * mask_stride
     grid_x = ops.reshape(ops.tile(xs[None, :], (h, 1)), (-1,))
     grid_y = ops.reshape(ops.tile(ys[:, None], (1, w)), (-1,))
     grid = ops.stack([grid_x, grid_y], axis=-1)  # (HW, 2), row-major
@@ -119,10 +120,12 @@ def paste_masks(mask_logits, mask_stride, scale_factor=None, original_size=None,
     Returns: (..., H, W) bool tensor, on the backend's device.
     """
     logits = ops.cast(mask_logits, "float32")
-    leading, (h, w) = tuple(logits.shape[:-2]), tuple(logits.shape[-2:])
+    leading, (h, w) = tuple(ops.shape(logits)[:-2]), tuple(logits.shape[-2:])
     m_h, m_w = paste_matrices((h, w), mask_stride, scale_factor, original_size)
     x = ops.reshape(logits, (-1, h, w))
     x = ops.einsum("kyx,wx->kyw", x, ops.convert_to_tensor(m_w))
     x = ops.einsum("hy,kyw->khw", ops.convert_to_tensor(m_h), x)
     masks = x > math.log(threshold / (1.0 - threshold))
+    # −1 for the first leading size: exporters (jax2onnx) cannot reshape to a symbolic batch size.
+    leading = (-1, *leading[1:]) if leading else ()
     return ops.reshape(masks, leading + (m_h.shape[0], m_w.shape[0]))

@@ -7,6 +7,7 @@ import pytest
 from keras_rtmdet import RTMDetIns
 from keras_rtmdet.data.synthetic import draw_sample
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
+from tests.test_case import one_batch_forever
 from tests.training.test_overfit import iou_matrix
 
 SIZE, SLOTS = 64, 3
@@ -32,11 +33,22 @@ def tiny_ins(**kwargs):
     return RTMDetIns.from_arch(0.167, 0.125, 1, num_classes=3, image_size=(SIZE, SIZE), **kwargs)
 
 
-def test_fit_reports_the_three_loss_terms_and_stride4_targets_give_the_same_loss():
-    images, targets = shapes_with_masks(2)
+@pytest.fixture(scope="module")
+def compiled_ins():
+    """One tiny RTMDet-Ins compiled with AdamW, shared by the tests that `fit` / `evaluate` 2-image batches.
+
+    A model per test would trace and compile the same train step again (~10-20 s each on 2 CPU cores);
+    what they check (loss terms, finite training on empty targets) holds from any starting weights.
+    """
     keras.utils.set_random_seed(0)
     model = tiny_ins()
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    return model
+
+
+def test_fit_reports_the_three_loss_terms_and_stride4_targets_give_the_same_loss(compiled_ins):
+    images, targets = shapes_with_masks(2)
+    model = compiled_ins
     full = model.evaluate(images, targets, batch_size=2, verbose=0, return_dict=True)
     assert {"loss", "loss_cls", "loss_bbox", "loss_mask"} <= set(full)
     assert full["loss_mask"] > 0
@@ -53,15 +65,14 @@ def test_fit_reports_the_three_loss_terms_and_stride4_targets_give_the_same_loss
     assert np.all(np.isfinite(history["loss_mask"]))
 
 
-def test_batch_without_objects_trains_without_nan():
+def test_batch_without_objects_trains_without_nan(compiled_ins):
     images = np.full((2, SIZE, SIZE, 3), 90, np.float32)
     targets = {
         "boxes": np.full((2, SLOTS, 4), -1, np.float32),
         "labels": np.full((2, SLOTS), -1, np.int32),
         "masks": np.zeros((2, SLOTS, SIZE, SIZE), np.uint8),
     }
-    model = tiny_ins()
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    model = compiled_ins
     history = model.fit(images, targets, batch_size=2, epochs=1, verbose=0).history
     assert history["loss_mask"][0] == 0.0 and np.isfinite(history["loss"][0])
     assert all(np.all(np.isfinite(keras.ops.convert_to_numpy(w))) for w in model.trainable_weights)
@@ -83,7 +94,7 @@ def test_tiny_ins_overfits_generated_shapes():
     keras.utils.set_random_seed(1)
     model = tiny_ins()
     model.compile(optimizer=rtmdet_optimizer(model, STEPS, 1, IMAGES, base_learning_rate=0.01, base_batch_size=IMAGES))
-    history = model.fit(images, targets, batch_size=IMAGES, epochs=STEPS, verbose=0).history
+    history = model.fit(one_batch_forever(images, targets), steps_per_epoch=1, epochs=STEPS, verbose=0).history
     assert np.all(np.isfinite(history["loss"]))
     assert history["loss_mask"][-1] < 0.5 * max(history["loss_mask"]), history["loss_mask"][::20]
 

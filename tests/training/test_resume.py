@@ -45,6 +45,10 @@ def run(model, callbacks):
     return model.fit(images, targets, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=callbacks)
 
 
+def variables(model):
+    return model.variables + model.optimizer.variables
+
+
 def state(model, ema):
     return (
         [to_numpy(v.value) for v in model.weights],
@@ -55,13 +59,19 @@ def state(model, ema):
 
 def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     model = compiled_model()
+    start = [to_numpy(v.value) for v in variables(model)]
     ema = ExpMomentumEMA(**EMA)
     full = run(model, [ema]).history
     expected = state(model, ema)
     assert int(to_numpy(model.optimizer.iterations)) == EPOCHS * STEPS_PER_EPOCH
 
+    # The killed run starts from the same fresh state. It reuses this model and its compiled
+    # train step (a fresh model would trace and compile the very same step again) with every
+    # variable, the optimizer's slots and iteration count included, set back to its start.
+    for variable, value in zip(variables(model), start, strict=True):
+        variable.assign(value)
+    assert int(to_numpy(model.optimizer.iterations)) == 0
     run_dir = tmp_path / "run"
-    model = compiled_model()
     with pytest.raises(KeyboardInterrupt):
         run(model, resumable_training_callbacks(run_dir, **EMA) + [Interrupt(epoch=1, batch=1)])
     assert sorted(p.name for p in run_dir.iterdir()) == ["backup", "ema_backup.npz"]

@@ -56,6 +56,7 @@ class RTMDetIns(RTMDet):
     # The reference's `mask_loss_stride`: GT masks are compared at input/4.
     MASK_LOSS_STRIDE = 4
     head_class = RTMDetInsSepBNHead
+    detection_field_inputs = ("mask_feat", "kernel_preds")
 
     def __init__(
         self,

@@ -1,0 +1,83 @@
+"""`rtmdet export`: write a detector as a SavedModel, ONNX model, TF-TRT SavedModel or TensorRT engine.
+
+The served graph takes raw uint8 images and does the preprocessing (and,
+unless `--raw`, the NMS) itself. SavedModel and TF-TRT are traced by
+TensorFlow: under another Keras backend the model's weights are exported
+again by a `KERAS_BACKEND=tensorflow` subprocess (`keras_rtmdet.export`).
+"""
+
+import time
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from keras_rtmdet.export.export import EXPORT_FORMATS
+
+HELP = "export a detector for serving (SavedModel, ONNX, TF-TRT, TensorRT) with preprocessing and NMS inside"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("export", help=HELP, description=HELP)
+    parser.add_argument("--preset", required=True, help="built-in preset name or a preset directory")
+    parser.add_argument("--checkpoint", metavar="PTH", help="MMDetection .pth to load into the preset's architecture")
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default="saved_model", help="artefact (default saved_model)")
+    parser.add_argument("--out", required=True, help="SavedModel directory, or .onnx / .engine file")
+    parser.add_argument("--raw", action="store_true", help="ONNX/TensorRT: decoded boxes and scores, NMS left to the server")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="served image size (default: the model's)")
+    size.add_argument("--dynamic-size", action="store_true", help="serve images of any size (TensorFlow graphs, RTMDet)")
+    parser.add_argument("--batch-size", type=int, help="fixed batch size (default: any; 1 on torch's ONNX exporter)")
+    parser.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="of the served images")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="tf_trt / tensorrt kernels")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--score-thr", type=float, help="score threshold served (default: the model's)")
+    parser.add_argument("--iou-thr", type=float, help="NMS IoU threshold served (default: the model's)")
+    parser.add_argument("--max-det", type=int, help="detections per image served (default: the model's)")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    import keras
+
+    out, err = Console(), Console(stderr=True)
+    from keras_rtmdet.cli.predict import load_model
+    from keras_rtmdet.export.export import export
+    from keras_rtmdet.export.metadata import metadata_path
+
+    started = time.perf_counter()
+    try:
+        model = load_model(args.preset, args.checkpoint)
+        settings = {"score_threshold": args.score_thr, "iou_threshold": args.iou_thr, "max_detections": args.max_det}
+        model.set_postprocess(**{k: v for k, v in settings.items() if v is not None})
+        path = export(
+            model,
+            args.out,
+            format=args.format,
+            nms=not args.raw,
+            input_size=args.input_size,
+            dynamic_size=args.dynamic_size,
+            batch_size=args.batch_size,
+            channel_order=args.channel_order,
+            precision=args.precision,
+            opset=args.opset,
+            verbose=False,
+        )
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError, NotImplementedError) as error:
+        err.print(f"[red]error:[/] {escape(f'cannot export {args.preset}: {error}')}", highlight=False)
+        return 2
+    table = Table(title="Exported", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("model", f"{type(model).__name__} ({escape(args.preset)})")
+    table.add_row("format", args.format + ("" if args.format != "onnx" else (" raw" if args.raw else " end-to-end")))
+    size = "any" if args.dynamic_size else "×".join(map(str, args.input_size or model.image_size))
+    table.add_row("input", f"images ({args.batch_size or 'any'}, {size}, 3) uint8 {args.channel_order}")
+    backend = keras.config.backend()
+    traced = "tensorflow (subprocess)" if args.format in ("saved_model", "tf_trt") and backend != "tensorflow" else backend
+    table.add_row("backend", f"{backend}; traced by {traced}")
+    table.add_row("artefact", escape(path))
+    table.add_row("metadata", escape(metadata_path(path, args.format)))
+    table.add_row("time", f"{time.perf_counter() - started:.1f} s")
+    out.print(table)
+    return 0

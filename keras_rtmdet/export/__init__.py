@@ -1,0 +1,7 @@
+"""Export of RTMDet detectors for serving: SavedModel, ONNX, TF-TRT and TensorRT (`export`)."""
+
+from keras_rtmdet.export.export import EXPORT_FORMATS
+from keras_rtmdet.export.export import export
+from keras_rtmdet.export.metadata import read_metadata
+
+__all__ = ["EXPORT_FORMATS", "export", "read_metadata"]
