@@ -4,21 +4,22 @@
 raw uint8 images instead and must do the same inside its graph. The sizes
 follow the preprocessor exactly (scale `min(L / max(h, w), S / min(h, w))`,
 new size `int(w·s + 0.5)` × `int(h·s + 0.5)`, padding 114 at the bottom and
-right). The resize is bilinear with half-pixel centres and no antialiasing,
-rounded to whole grey levels: cv2's `INTER_LINEAR`, but in floating point
-where cv2 uses 11-bit fixed-point weights, so a resized pixel can differ from
-OpenCV's by one grey level. Images already at their resized size are not
-resampled at all (bit-exact).
+right), and so do the pixels: the resize is OpenCV's uint8 `INTER_LINEAR`
+arithmetic, reproduced (`resize_like_cv2`).
 
-The resize is two gathers and a lerp per axis rather than
-`keras.ops.image.resize`: the same numbers on every backend, and a graph that
-every exporter takes with a symbolic batch size (JAX's resize needs a
-concrete one).
+OpenCV resizes uint8 images in fixed point: 11-bit weights (rounded
+`w · 2048`), a horizontal pass into int32 rows, then its SIMD vertical pass
+`((b0·(r0 >> 4)) >> 16 + (b1·(r1 >> 4)) >> 16 + 2) >> 2`, with the vertical
+weights not clamped at the borders (rows are). A float resize differs from
+it by one grey level at ~10 % of the pixels; this one is bit-exact with
+cv2's vectorised path (x86 SSE/AVX, ARM NEON; its scalar fallback rounds
+differently). Every step is a gather, a product or a `floor` of float32
+values below 2**24, hence exact, and exports on every backend (no integer
+division or shifts, which ONNX and jax2onnx handle poorly).
 """
 
 import numpy as np
 from keras import ops
-
 
 def fitted_size(height, width, image_size):
     """(new_h, new_w, w_scale, h_scale) of the keep-ratio resize; Python numbers when the size is static."""
@@ -38,31 +39,76 @@ def fitted_size(height, width, image_size):
     return ops.cast(new_h, "int32"), ops.cast(new_w, "int32"), *factors
 
 
-def _sample_positions(in_size, out_size):
-    """Rows (low, high, frac) that output pixel i interpolates, as cv2 / `align_corners=False`.
+def _cv2_taps(in_size, out_size, clamp):
+    """Per output pixel: source indices (i0, i1) and fixed-point weights (w0, w1), as OpenCV's `resize`.
 
-    Pixel i samples the input at `(i + ½)·in/out − ½`, clamped to [0, in − 1].
+    `clamp`: the horizontal pass sets the weight to (2048, 0) at the borders;
+    the vertical one keeps the raw fraction and only clamps the rows.
     """
     if isinstance(in_size, int) and isinstance(out_size, int):
-        src = np.clip((np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5, 0.0, in_size - 1)
+        scale = 1.0 / (out_size / in_size)  # cv2's scale_x = 1 / inv_scale_x
+        src = ((np.arange(out_size) + 0.5) * scale - 0.5).astype(np.float32)
         low = np.floor(src)
-        return low.astype(np.int32), np.minimum(low + 1, in_size - 1).astype(np.int32), (src - low).astype(np.float32)
+        frac = src - low
+        if clamp:
+            outside = (low < 0) | (low >= in_size - 1)
+            frac = np.where(outside, np.float32(0), frac)
+            low = np.clip(low, 0, in_size - 1)
+        w0 = np.round((np.float32(1) - frac) * np.float32(2048))
+        w1 = np.round(frac * np.float32(2048))
+        i0, i1 = np.clip(low, 0, in_size - 1), np.clip(low + 1, 0, in_size - 1)
+        return i0.astype(np.int32), i1.astype(np.int32), w0.astype(np.float32), w1.astype(np.float32)
     size = ops.cast(in_size, "float64")
-    steps = ops.cast(ops.arange(0, out_size), "float64")
-    src = ops.clip((steps + 0.5) * (size / ops.cast(out_size, "float64")) - 0.5, 0.0, size - 1.0)
+    scale = 1.0 / (ops.cast(out_size, "float64") / size)
+    src = ops.cast((ops.cast(ops.arange(0, out_size), "float64") + 0.5) * scale - 0.5, "float32")
     low = ops.floor(src)
-    high = ops.minimum(low + 1.0, size - 1.0)
-    return ops.cast(low, "int32"), ops.cast(high, "int32"), ops.cast(src - low, "float32")
+    frac = src - low
+    last = ops.cast(size, "float32") - 1.0
+    if clamp:
+        outside = ops.logical_or(low < 0, low >= last)
+        frac = ops.where(outside, ops.zeros_like(frac), frac)
+        low = ops.clip(low, 0.0, last)
+    w0, w1 = ops.round((1.0 - frac) * 2048.0), ops.round(frac * 2048.0)
+    i0, i1 = ops.clip(low, 0.0, last), ops.clip(low + 1.0, 0.0, last)
+    return ops.cast(i0, "int32"), ops.cast(i1, "int32"), w0, w1
 
 
-def _resize_axis(x, axis, in_size, out_size):
-    """Linear resampling of (B, H, W, C) `x` along `axis` (1 or 2) from `in_size` to `out_size` pixels."""
+def _gather(x, index, axis):
     shape = (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1)
-    low, high, frac = (ops.reshape(ops.convert_to_tensor(v), shape) for v in _sample_positions(in_size, out_size))
     # take_along_axis, not take: torch's `take` squeezes the axis, which its ONNX exporter writes as an invalid Squeeze.
-    below = ops.take_along_axis(x, low, axis=axis)
-    above = ops.take_along_axis(x, high, axis=axis)
-    return below + (above - below) * frac
+    return ops.take_along_axis(x, ops.reshape(ops.convert_to_tensor(index), shape), axis=axis)
+
+
+def _weights(w, axis):
+    return ops.reshape(ops.convert_to_tensor(w, "float32"), (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+
+
+def _times_weight_shift16(weight, q):
+    """`floor(weight · q / 2**16)` exactly in float32, for weight ≤ 2048 and q < 2**15.
+
+    The product can exceed 2**24 (float32's exact integers), so the weight is
+    split in bytes: every partial value stays below 2**24.
+    """
+    high = ops.floor(weight / 256.0)
+    low = weight - high * 256.0
+    partial = high * q
+    carried = ops.floor(partial / 256.0)
+    return carried + ops.floor(((partial - carried * 256.0) * 256.0 + low * q) / 65536.0)
+
+
+def resize_like_cv2(x, in_size, out_size):
+    """(B, H, W, C) float32 integer pixels → `cv2.resize(..., INTER_LINEAR)` of their uint8 image.
+
+    Args:
+        in_size, out_size: (H, W) and (H', W'), ints or scalar tensors.
+    """
+    x0, x1, a0, a1 = _cv2_taps(in_size[1], out_size[1], clamp=True)
+    rows = _gather(x, x0, 2) * _weights(a0, 2) + _gather(x, x1, 2) * _weights(a1, 2)
+    y0, y1, b0, b1 = _cv2_taps(in_size[0], out_size[0], clamp=False)
+    upper = ops.floor(_gather(rows, y0, 1) / 16.0)
+    lower = ops.floor(_gather(rows, y1, 1) / 16.0)
+    total = _times_weight_shift16(_weights(b0, 1), upper) + _times_weight_shift16(_weights(b1, 1), lower)
+    return ops.clip(ops.floor((total + 2.0) / 4.0), 0.0, 255.0)
 
 
 def letterbox(images, image_size, pad_value=114.0, flip_channels=False):
@@ -87,9 +133,7 @@ def letterbox(images, image_size, pad_value=114.0, flip_channels=False):
         height, width = shape[1], shape[2]
     new_h, new_w, w_scale, h_scale = fitted_size(height, width, image_size)
     if dynamic or (new_h, new_w) != (height, width):
-        x = _resize_axis(x, 1, height, new_h)
-        x = _resize_axis(x, 2, width, new_w)
-        x = ops.clip(ops.round(x), 0.0, 255.0)
+        x = resize_like_cv2(x, (height, width), (new_h, new_w))
     if flip_channels:
         x = ops.flip(x, axis=-1)
     target_h, target_w = image_size

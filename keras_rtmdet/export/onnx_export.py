@@ -23,6 +23,7 @@ from keras_rtmdet.export.onnx_nms import nms_graph
 from keras_rtmdet.export.serving_graph import CANDIDATE_NAMES
 from keras_rtmdet.export.serving_graph import ServingGraph
 
+ONNX_VARIANTS = ("raw", "end_to_end")
 
 
 def _require_onnx():
@@ -101,9 +102,6 @@ def _export_torch(graph, sample, path, opset):
 def sample_images(graph, batch_size):
     height, width = graph.input_size or graph.image_size
     return np.full((batch_size or 1, height, width, 3), 114, np.uint8)
-
-
-ONNX_VARIANTS = ("raw", "end_to_end")
 
 
 def onnx_model(detector, nms=True, input_size=None, batch_size=None, channel_order="rgb", opset=None):

@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from keras_rtmdet.export.letterbox import letterbox
 from keras_rtmdet.export.serving_graph import ServingGraph
 from keras_rtmdet.utils.detection_matching import match_detections
 from keras_rtmdet.utils.reference_fixture import model_from_fixture_meta
@@ -54,13 +53,12 @@ def keras_raw(model, images, input_size=SERVED):
 
 
 def keras_end_to_end(model, images):
-    """The Keras model's detections on the served images, through the same in-graph letterbox."""
-    padded, scale_factors = letterbox(images, model.image_size, flip_channels=model.input_channel_order != "rgb")
-    detections = {k: to_numpy(v) for k, v in model.detect(padded, scale_factors=scale_factors).items()}
-    if "mask_logits" in detections:
-        sizes = np.tile(np.asarray(images.shape[1:3])[None], (len(images), 1))
-        masks = model.masks_from_detections(detections, to_numpy(scale_factors), sizes)
-        detections["masks"] = [to_numpy(m) for m in masks]
+    """`model.predict` on the raw RGB images: the user's path (cv2 letterbox on the host), which the
+    exported graph's in-graph letterbox reproduces bit for bit."""
+    detections = model.predict(images, channel_order="rgb", verbose=0)
+    if "masks" in detections:
+        counts = detections["num_detections"]
+        detections["masks"] = [detections["masks"][b, : counts[b]] for b in range(len(images))]
     return detections
 
 

@@ -18,6 +18,7 @@ from tests.export.export_cases import keras_raw
 from tests.export.export_cases import served_images
 from tests.export.export_cases import tiny_detector
 from tests.export.export_cases import tiny_ins
+from tests.test_case import build_shapes_only
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -88,3 +89,13 @@ def test_dynamic_size_needs_tensorflow_and_masks_need_a_fixed_size():
         onnx_models(model, variants=("fast",), input_size=SERVED)
     with pytest.raises(ValueError, match="fixed input_size"):
         onnx_models(tiny_ins(), input_size=None)
+
+
+def test_rotated_models_are_refused_by_name(tmp_path):
+    from keras_rtmdet import RTMDetRotated
+
+    # Refused before anything is traced: its variables need no values (JAX would compile every initializer).
+    rotated = build_shapes_only(lambda: RTMDetRotated.from_arch(0.167, 0.125, 1, False, num_classes=2))
+    with pytest.raises(TypeError, match="RTMDet-R export is not implemented"):
+        rotated.export(str(tmp_path / "r.onnx"), format="onnx")
+    assert not (tmp_path / "r.onnx").exists()
