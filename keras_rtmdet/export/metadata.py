@@ -45,7 +45,7 @@ def export_metadata(detector, format, nms, input_size, batch_size, channel_order
             "channel_order": channel_order,
         },
         "network_input_size": list(detector.image_size),
-        "preprocessing": "keep-ratio bilinear resize to network_input_size, pad bottom/right with 114, in the graph",
+        "preprocessing": "keep-ratio resize to network_input_size (cv2 INTER_LINEAR, bit-exact), pad bottom/right with 114, in the graph",
         "box_format": "xyxy",
         "strides": list(detector.strides),
         "score_threshold": float(settings["score_threshold"]),
