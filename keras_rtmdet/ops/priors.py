@@ -1,5 +1,7 @@
 """Point priors of a dense detector (mmdet's `MlvlPointGenerator`, offset 0)."""
 
+import functools
+
 import numpy as np
 from keras import ops
 
@@ -33,9 +35,18 @@ def point_priors(image_size, strides, dtype="float32"):
 
     Returns: (N, 4) tensor, N = Σ_l H_l·W_l.
     """
+    # A copy: torch's tensor would share (and could write) the cached array's memory.
+    return ops.convert_to_tensor(_prior_array(tuple(image_size), tuple(strides), dtype).copy())
+
+
+@functools.lru_cache(maxsize=32)
+def _prior_array(image_size, strides, dtype):
+    # Cached as numpy, not as a tensor: a tensor made inside one traced graph cannot serve another.
     rows = []
     for (h, w), stride in zip(level_sizes(image_size, strides), strides):
         ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         s = np.full(h * w, stride)
         rows.append(np.stack([xs.ravel() * stride, ys.ravel() * stride, s, s], axis=1))
-    return ops.convert_to_tensor(np.concatenate(rows, 0).astype(dtype))
+    array = np.concatenate(rows, 0).astype(dtype)
+    array.flags.writeable = False
+    return array

@@ -42,6 +42,7 @@ def test_channel_flip():
     np.testing.assert_array_equal(to_numpy(flipped), to_numpy(plain)[..., ::-1])
 
 
+# Only TensorFlow traces graphs whose image size is unknown until run time (JAX and torch export fixed sizes).
 @pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="sizes known only at run time: TensorFlow graphs")
 def test_a_dynamic_size_gives_the_static_result():
     import tensorflow as tf

@@ -4,6 +4,7 @@ import json
 
 import keras
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from keras_rtmdet.export.export import save_onnx
@@ -20,7 +21,6 @@ from tests.export.export_cases import tiny_detector
 from tests.export.export_cases import tiny_ins
 from tests.test_case import build_shapes_only
 
-ort = pytest.importorskip("onnxruntime")
 
 # torch's exporter fixes the batch size; the others keep it dynamic (exported with a batch of 1).
 BATCH = 2 if keras.config.backend() == "torch" else None

@@ -1,6 +1,7 @@
 """The ONNX NonMaxSuppression tail of end-to-end exports equals the Keras class-aware NMS."""
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
@@ -8,7 +9,6 @@ from keras_rtmdet.export.onnx_nms import nms_graph
 from keras_rtmdet.ops.nms import batched_nms_keep
 from tests.test_case import to_numpy
 
-ort = pytest.importorskip("onnxruntime")
 
 
 def candidates(batch=2, count=300, classes=4, seed=0):

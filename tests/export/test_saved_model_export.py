@@ -4,6 +4,7 @@ import json
 
 import keras
 import pytest
+import tensorflow as tf
 
 from keras_rtmdet.cli.main import main
 from tests.export.export_cases import SERVED
@@ -15,7 +16,9 @@ from tests.export.export_cases import served_images
 from tests.export.export_cases import tiny_detector
 from tests.export.export_cases import tiny_ins
 
-tf = pytest.importorskip("tensorflow")
+# SavedModels are traced by TensorFlow. On torch / JAX these two tests would only repeat the TF run's
+# check; what is specific to those backends (their weights exported through a TensorFlow subprocess)
+# is `test_cli_exports_a_savedmodel_of_this_backend_weights`, which runs on every backend.
 on_tensorflow = pytest.mark.skipif(
     keras.config.backend() != "tensorflow", reason="traced in this process on the TensorFlow backend only"
 )

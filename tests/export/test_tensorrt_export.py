@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_rtmdet.export.tensorrt import tensorrt_available
 from keras_rtmdet.export.tensorrt import tf_trt_available
@@ -18,11 +19,11 @@ from tests.export.export_cases import keras_end_to_end
 from tests.export.export_cases import served_images
 from tests.export.export_cases import tiny_detector
 
-tf = pytest.importorskip("tensorflow")
 TF_TRT, TF_TRT_REASON = tf_trt_available()
 TENSORRT, TENSORRT_REASON = tensorrt_available()
 
 
+# Each refusal test and its conversion test are complements: exactly one of the two runs on any machine.
 @pytest.mark.skipif(TF_TRT, reason="TF-TRT is available here: see the conversion test")
 def test_tf_trt_refuses_with_the_versions_that_have_it(tmp_path):
     with pytest.raises(RuntimeError, match="2.17") as error:
