@@ -1,6 +1,12 @@
 """Training throughput of RTMDet: the whole step (forward, assigner, losses, backward, AdamW).
 
     KERAS_BACKEND=jax python benchmarks/train_benchmark.py --preset rtmdet_s_coco --batch-size 32
+    KERAS_BACKEND=jax python benchmarks/train_benchmark.py --devices 2 --batch-size 64     (data-parallel)
+    KERAS_BACKEND=torch torchrun --nproc-per-node 2 benchmarks/train_benchmark.py --batch-size 64
+
+Data-parallel (`--devices` on JAX / TensorFlow, torchrun on PyTorch): `--batch-size` is the global
+batch, each device computing its share; images/s counts the global batch. Scaling efficiency of N
+devices = images/s(N) / (N · images/s(1)) at the same per-device batch.
 
 Random weights and synthetic images with `--gts` random boxes each (Ins
 presets: box-shaped masks at stride 4, as the pipeline emits them; rotated
@@ -22,6 +28,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_rtmdet import RTMDet  # noqa: E402
+from keras_rtmdet.distribute import DataParallel  # noqa: E402
+from keras_rtmdet.distribute import process_count  # noqa: E402
+from keras_rtmdet.distribute import process_rank  # noqa: E402
+from keras_rtmdet.distribute.replicas import data_parallel_size  # noqa: E402
 from keras_rtmdet.training.optimizer import rtmdet_optimizer  # noqa: E402
 
 
@@ -81,13 +91,25 @@ def main():
     parser.add_argument("--dtype", default="float32", help="float32 or mixed_bfloat16")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--devices", help="data-parallel over N local devices or 'all' (JAX, TensorFlow)")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
+    if args.devices is None and "WORLD_SIZE" not in os.environ:
+        return run(args)
+    devices = None if args.devices in (None, "all") else int(args.devices)
+    with DataParallel(devices=devices):
+        return run(args)
 
+
+def run(args):
     keras.config.set_dtype_policy(args.dtype)
+    replicas, processes, rank = data_parallel_size(), process_count(), process_rank()
+    if args.batch_size % replicas:
+        raise SystemExit(f"--batch-size {args.batch_size} does not split over {replicas} replicas")
     model = RTMDet.from_preset(args.preset, load_weights=False, image_size=(args.image_size,) * 2)
     model.compile(optimizer=rtmdet_optimizer(model, 300, 500, args.batch_size))
-    x, y = synthetic_batch(args.batch_size, args.image_size, args.gts)
+    local = args.batch_size // processes
+    x, y = synthetic_batch(local, args.image_size, args.gts, seed=rank)
     if "loss_mask" in model.loss_names:
         y = with_box_masks(y, args.image_size)
     if model.bounding_box_format == "xywha":
@@ -108,6 +130,8 @@ def main():
         "preset": args.preset,
         "image_size": args.image_size,
         "batch_size": args.batch_size,
+        "data_parallel_replicas": replicas,
+        "batch_per_replica": args.batch_size // replicas,
         "gts_per_image": args.gts,
         "dtype": args.dtype,
         "first_step_s": round(first, 2),
@@ -116,6 +140,8 @@ def main():
         "peak_memory_gib": peak_memory_gib(),
         "loss": {k: float(v) for k, v in logs.items()},
     }
+    if rank != 0:
+        return
     print(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as f:

@@ -72,10 +72,41 @@ def add_parser(subparsers):
     run.add_argument("--val-every", type=int, help="evaluate every N epochs, and at the end (default 10; rot 12)")
     run.add_argument("--max-boxes", type=int, default=100, help="objects kept per training image (100)")
     run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
+    run.add_argument(
+        "--devices",
+        type=device_count,
+        help="data-parallel over N local GPUs, or 'all' (JAX, TensorFlow; --batch-size is the global batch). "
+        "PyTorch: launch with `torchrun --nproc-per-node N -m keras_rtmdet.cli.main train ...` instead",
+    )
     run.add_argument("--out", default=os.path.join("runs", "train"), help="run directory")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     run.add_argument("--num-val-images", type=int, default=4, help="validation images drawn at the end (4)")
     parser.set_defaults(run=run_command)
+
+
+def device_count(value):
+    """`--devices`: "all" or a positive count."""
+    if value == "all":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"--devices takes a positive count or 'all', not {value!r}")
+    return count
+
+
+def data_parallel_block(args):
+    """`DataParallel` for `--devices` or under torchrun, else a no-op block."""
+    import contextlib
+
+    from keras_rtmdet.distribute import DataParallel
+
+    devices = getattr(args, "devices", None)
+    if devices is None and "WORLD_SIZE" not in os.environ:
+        return contextlib.nullcontext()
+    return DataParallel(devices=None if devices == "all" else devices)
 
 
 def _saved_args(out):
@@ -192,48 +223,62 @@ def run_command(args):
             raise ValueError(f"{args.out} holds an interrupted run: pass --resume to continue it, or another --out.")
         task = resolve_task(args)
         fill_run_defaults(args, task)
-        train_source, val_source = build_sources(args, train=True, rotated=task == "rot")
-        model = build_model(args, train_source.num_classes, list(train_source.class_names))
+        parallel = data_parallel_block(args)
+        with parallel:
+            return _train(args, task, out, err)
     except (ValueError, OSError, ImportError, argparse.ArgumentTypeError) as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
+
+
+def _train(args, task, out, err):
+    """Build the sources and model and train, inside the `--devices` block; only the chief writes and prints."""
+    from keras_rtmdet.distribute import is_chief
+    from keras_rtmdet.training.train_recipe import train_rtmdet
+
+    train_source, val_source = build_sources(args, train=True, rotated=task == "rot")
+    model = build_model(args, train_source.num_classes, list(train_source.class_names))
+    chief = is_chief()
     os.makedirs(args.out, exist_ok=True)
-    if not args.resume:
+    if chief and not args.resume:
         with open(os.path.join(args.out, ARGS_FILE), "w") as f:
             json.dump({k: v for k, v in vars(args).items() if k != "run"}, f, indent=2)
 
-    from keras_rtmdet.training.train_recipe import train_rtmdet
-
     size = args.size if not args.preset else _preset_size(args.preset)
     name = TASK_NAMES[model_task(model)]
-    out.print(
-        f"Training {name}-{size} ({model.count_params():,} parameters, {train_source.num_classes} classes) on "
-        f"{len(train_source)} images at {args.image_size}², batch {args.batch_size}, {args.epochs} epochs → "
-        f"{escape(args.out)}",
-        highlight=False,
-    )
-    try:
-        train_rtmdet(
-            model,
-            train_source,
-            args.out,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            val_source=val_source,
-            model_size=size,
-            image_size=args.image_size,
-            stage2_epochs=args.stage2_epochs,
-            max_boxes=args.max_boxes,
-            val_every=args.val_every,
-            base_learning_rate=args.lr,
-            warmup_steps=args.warmup_steps,
-            seed=args.seed,
+    if chief:
+        out.print(
+            f"Training {name}-{size} ({model.count_params():,} parameters, {train_source.num_classes} classes) on "
+            f"{len(train_source)} images at {args.image_size}², batch {args.batch_size}, {args.epochs} epochs"
+            f"{_replicas_note()} → {escape(args.out)}",
+            highlight=False,
         )
-    except ValueError as error:
-        err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
-        return 2
-    finish_run(model, val_source, args.out, args.num_val_images, out)
+    train_rtmdet(
+        model,
+        train_source,
+        args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        val_source=val_source,
+        model_size=size,
+        image_size=args.image_size,
+        stage2_epochs=args.stage2_epochs,
+        max_boxes=args.max_boxes,
+        val_every=args.val_every,
+        base_learning_rate=args.lr,
+        warmup_steps=args.warmup_steps,
+        seed=args.seed,
+    )
+    if chief:
+        finish_run(model, val_source, args.out, args.num_val_images, out)
     return 0
+
+
+def _replicas_note():
+    from keras_rtmdet.distribute.replicas import data_parallel_size
+
+    replicas = data_parallel_size()
+    return f" on {replicas} data-parallel replicas" if replicas > 1 else ""
 
 
 def finish_run(model, val_source, out_dir, num_val_images, console):

@@ -120,7 +120,8 @@ def cap_instances(sample, max_boxes, capped_count=None):
             with tf.control_dependencies([message]):
                 return tf.identity(count)
 
-        return tf.cond(count == 1, warn, lambda: tf.identity(count))
+        # tf.equal, not ==: under a MirroredStrategy the counter is a mirrored variable, and == on it is Python's.
+        return tf.cond(tf.equal(count, 1), warn, lambda: tf.identity(count))
 
     done = tf.cond(too_many, count_and_warn, lambda: tf.constant(0, tf.int64))
     with tf.control_dependencies([done]):

@@ -60,7 +60,7 @@ def _box_columns(source, ids):
     return int(np.shape(source.annotations(ids[0], with_masks=False)["boxes"])[-1]) if ids else 4
 
 
-def source_dataset(source, shuffle=True, seed=None, repeat=False, with_masks=None):
+def source_dataset(source, shuffle=True, seed=None, repeat=False, with_masks=None, shard=None):
     """Samples of `source` as tf.data: `{"image", "boxes", "labels", "image_id"[, "masks"]}`.
 
     `"boxes"` is (N, 4) xyxy, or (N, 5) rboxes for rotated sources (`DotaSource`,
@@ -78,17 +78,29 @@ def source_dataset(source, shuffle=True, seed=None, repeat=False, with_masks=Non
         repeat: repeat forever.
         with_masks: include `"masks"` (N, H, W) uint8; None: the source's
             own `with_masks`. tensorflow-datasets sources have no masks.
+        shard: `(count, index)`: this process' share of the stream in data-parallel training, every
+            `count`-th sample from `index` of the one order all processes draw (so they must pass the
+            same `seed`; None becomes 0). Shards are disjoint and reshuffled together each epoch, as
+            mmengine's `DefaultSampler`.
     """
     import tensorflow as tf
+
+    if shard is not None:
+        count, index = (int(v) for v in shard)
+        if not 0 <= index < count:
+            raise ValueError(f"shard index {index} is not in [0, {count}).")
+        seed = 0 if seed is None else seed
 
     with_masks = source.with_masks if with_masks is None else bool(with_masks)
     if hasattr(source, "training_dataset"):
         if with_masks:
             raise ValueError(f"{type(source).__name__} reads boxes only: it has no masks to train on.")
-        ds = source.training_dataset(shuffle_files=shuffle)
+        # Sharded, the file order must be the same in every process.
+        ds = source.training_dataset(shuffle_files=shuffle and shard is None)
         if shuffle:
             ds = ds.shuffle(1024, seed=seed, reshuffle_each_iteration=True)
-        return ds.repeat() if repeat else ds
+        ds = ds.repeat() if repeat else ds
+        return ds if shard is None else ds.shard(count, index)
 
     ids = list(source.image_ids)
     if isinstance(source, CocoJsonSource):
@@ -109,6 +121,8 @@ def source_dataset(source, shuffle=True, seed=None, repeat=False, with_masks=Non
         ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    if shard is not None:
+        ds = ds.shard(count, index)
     return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
 

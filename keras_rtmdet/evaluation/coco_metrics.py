@@ -247,7 +247,7 @@ def predict_source(model, source, batch_size=8, with_masks=False, verbose=1, **p
                 input_channel_order="rgb",
                 output_channel_order=model.input_channel_order,
             )
-            out = model.predict_on_batch({"images": prep["images"], "scale_factors": prep["scale_factors"]})
+            out = model.predict_preprocessed_batch({"images": prep["images"], "scale_factors": prep["scale_factors"]})
             out = model.finalize_predictions(out, prep["scale_factors"], prep["original_sizes"])
             if with_masks and "masks" not in out:
                 raise ValueError(f"iou_types asks for 'segm' but {type(model).__name__} outputs no masks.")

@@ -5,6 +5,7 @@ from keras_rtmdet.layers.csp_layer import CSPLayer
 from keras_rtmdet.layers.csp_layer import CSPNeXtBlock
 from keras_rtmdet.layers.csp_layer import SPPBottleneck
 from keras_rtmdet.layers.image_normalization import ImageNormalization
+from keras_rtmdet.layers.sync_batch_normalization import SyncBatchNormalization
 
 __all__ = [
     "CSPLayer",
@@ -14,4 +15,5 @@ __all__ = [
     "DepthwiseSeparableConvModule",
     "ImageNormalization",
     "SPPBottleneck",
+    "SyncBatchNormalization",
 ]

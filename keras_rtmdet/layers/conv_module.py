@@ -9,6 +9,8 @@ pixel against the reference weights.
 import keras
 from keras import ops
 
+from keras_rtmdet.layers.sync_batch_normalization import SyncBatchNormalization
+
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
 
@@ -92,7 +94,7 @@ class ConvModule(BatchNormBlock):
                 dtype=self.dtype_policy,
                 name="conv",
             )
-        self.bn = keras.layers.BatchNormalization(
+        self.bn = SyncBatchNormalization(
             epsilon=bn_epsilon,
             momentum=bn_momentum,
             dtype=self.dtype_policy,

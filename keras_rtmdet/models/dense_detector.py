@@ -10,8 +10,11 @@ add to each detection (masks, angles).
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_rtmdet.distribute.replicas import local_replica_count
+from keras_rtmdet.distribute.replicas import torch_process_group_size
 from keras_rtmdet.ops.dense_postprocess import gather_rows
 from keras_rtmdet.ops.dense_postprocess import pad_detections
 from keras_rtmdet.ops.dense_postprocess import select_candidates
@@ -62,6 +65,14 @@ class DenseDetector(keras.Model):
         super().compile(optimizer=optimizer, **kwargs)
         if self.built and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
+
+    def train_step(self, *args):
+        """Keras' train step; under torch data parallelism (`keras_rtmdet.distribute`) through DDP."""
+        if keras.backend.backend() == "torch" and torch_process_group_size() > 1:
+            from keras_rtmdet.distribute.torch_ddp import ddp_train_step
+
+            return ddp_train_step(self, *args)
+        return super().train_step(*args)
 
     def _init_postprocess(
         self,
@@ -291,8 +302,36 @@ class DenseDetector(keras.Model):
             )
             inputs, batch_size = {key: prep[key] for key in ("images", *PASSED_THROUGH)}, batch_size or 8
         with self.postprocess_settings(**settings):
-            out = super().predict(inputs, batch_size=batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
+            out = self._predict_split_evenly(inputs, batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
             return self.finalize_predictions(out, *(out.get(k) for k in PASSED_THROUGH))
+
+    def predict_preprocessed_batch(self, inputs):
+        """`predict_step`'s outputs (numpy) for one preprocessed batch `{"images", "scale_factors"}`.
+
+        `predict_on_batch`, except under data parallelism (`keras_rtmdet.distribute`), where that would run
+        the whole batch on every TensorFlow replica, or fail on JAX for a batch not divisible by the devices:
+        there the batch goes through `predict`, split evenly over the replicas.
+        """
+        if local_replica_count() == 1:
+            return {key: ops.convert_to_numpy(value) for key, value in self.predict_on_batch(inputs).items()}
+        return self._predict_split_evenly(inputs, len(inputs["images"]), verbose=0)
+
+    def _predict_split_evenly(self, inputs, batch_size, **kwargs):
+        """`keras.Model.predict` of array `inputs`, with every batch a multiple of the data-parallel replicas.
+
+        The rows are padded (repeating the last) to a multiple of the replicas and the padding is cut off
+        the outputs; a dataset's batches are the caller's to size.
+        """
+        replicas = local_replica_count()
+        if replicas == 1 or is_dataset(inputs):
+            return super().predict(inputs, batch_size=batch_size, **kwargs)
+        count = len(inputs["images"])
+        padded = -(-count // replicas) * replicas
+        rows = np.minimum(np.arange(padded), count - 1)
+        inputs = {key: np.asarray(value)[rows] for key, value in inputs.items()}
+        batch_size = -(-min(batch_size, padded) // replicas) * replicas
+        out = super().predict(inputs, batch_size=batch_size, **kwargs)
+        return {key: np.asarray(value)[:count] for key, value in out.items()}
 
     def export(self, filepath, format="saved_model", verbose=True, **options):
         """Export for serving on raw uint8 images: `keras_rtmdet.export.export(self, filepath, format, ...)`.

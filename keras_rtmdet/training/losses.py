@@ -7,7 +7,10 @@ Spec: `rtmdet-reference.md` §4.2 (mmdet 3.3.0 `RTMDetHead.loss_by_feat`).
 * Box regression: GIoU loss (weight 2, eps 1e-6) over the positives, each
   weighted by its assign metric (the IoU target).
 * Both are divided by ``max(1, Σ assign metrics)`` over the whole batch (all
-  levels and images), a constant without gradient (mmdet's ``.item()``).
+  levels and images), a constant without gradient (mmdet's ``.item()``). In
+  data-parallel training the sum is each replica's, averaged over the
+  replicas (mmdet's ``reduce_mean``), so the summed gradients are those of
+  the whole batch.
   mmdet also divides each level's sums by ``avg_factor=1.0 + float32 eps``;
   that factor (1 + 1.19e-7) is reproduced.
 
@@ -20,6 +23,8 @@ into the gradient).
 
 import numpy as np
 from keras import ops
+
+from keras_rtmdet.distribute.replicas import cross_replica_mean
 
 # mmdet's `weight_reduce_loss` divides by (avg_factor + eps), eps = float32 eps.
 _TORCH_F32_EPS = float(np.finfo(np.float32).eps)
@@ -118,10 +123,9 @@ def rtmdet_detection_loss(cls_logits, bbox_preds_decoded, assignment, beta=2.0,
         beta: QFL exponent (2.0).
         loss_cls_weight, loss_bbox_weight: 1.0 and 2.0 as the reference.
         giou_eps: GIoU clamp (1e-6).
-        avg_factor: optional normaliser to use instead of
-            ``max(1, Σ assign_metrics)`` of this batch; e.g. a cross-replica
-            mean for data parallelism (mmdet's `reduce_mean`). It is clamped at
-            ≥ 1 and has no gradient either way.
+        avg_factor: optional normaliser to use instead of ``Σ assign_metrics``
+            of this batch (averaged over data-parallel replicas, mmdet's
+            `reduce_mean`). It is clamped at ≥ 1 and has no gradient either way.
 
     Returns: (loss_cls, loss_bbox) scalars.
     """
@@ -147,7 +151,7 @@ def dense_detection_loss(cls_logits, decoded_boxes, assignment, box_loss, beta=2
     positive = labels >= 0
 
     if avg_factor is None:
-        avg_factor = ops.sum(ops.where(positive, metrics, 0.0))
+        avg_factor = cross_replica_mean(ops.sum(ops.where(positive, metrics, 0.0)))
     avg_factor = ops.maximum(ops.stop_gradient(ops.cast(avg_factor, "float32")), 1.0)
     level_norm = 1.0 + _TORCH_F32_EPS  # avg_factor=1.0 per level in mmdet
 

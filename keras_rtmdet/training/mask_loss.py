@@ -6,7 +6,8 @@ image's prototypes (stride 8); the logits are upsampled ×2 (bilinear,
 half-pixel) to stride 4 and compared by Dice (eps 5e-6, not naive) with the
 assigned GT mask sampled at pixels ``[2::4, 2::4]`` of the padded input. The
 sum over positives is divided by ``max(1, num_pos)`` (and mmdet's ``avg_factor
-+ float32 eps``), times the weight 2.
++ float32 eps``), times the weight 2; num_pos is averaged over data-parallel
+replicas as mmdet's ``reduce_mean``.
 
 Static shapes: the positives of an image are dynamic in number, so each
 image decodes at most ``max_positives`` of them. Up to that cap the loss is
@@ -20,6 +21,7 @@ unbiased estimate of the full sum. Memory grows with ``B · max_positives ·
 import numpy as np
 from keras import ops
 
+from keras_rtmdet.distribute.replicas import cross_replica_mean
 from keras_rtmdet.ops.dense_postprocess import gather_rows
 from keras_rtmdet.ops.dynamic_masks import dynamic_mask_logits
 from keras_rtmdet.ops.upsample import upsample_bilinear
@@ -102,7 +104,7 @@ def rtmdet_mask_loss(
         max_positives: static cap of decoded positives per image.
         loss_weight: 2.0 as the reference.
         avg_factor: optional positive count to divide by instead of this
-            batch's (e.g. a cross-replica mean); clamped at ≥ 1.
+            batch's (averaged over data-parallel replicas); clamped at ≥ 1.
     Returns: scalar loss; exactly 0 (with zero, finite gradients) without positives.
     """
     foreground = assignment["foreground_mask"]
@@ -124,6 +126,6 @@ def rtmdet_mask_loss(
         )
     loss = ops.where(valid, dice_loss(logits, targets), 0.0) * weight
     if avg_factor is None:
-        avg_factor = ops.sum(ops.cast(foreground, "float32"))
+        avg_factor = cross_replica_mean(ops.sum(ops.cast(foreground, "float32")))
     avg_factor = ops.maximum(ops.stop_gradient(ops.cast(avg_factor, "float32")), 1.0)
     return ops.sum(loss) / (avg_factor + _TORCH_F32_EPS) * loss_weight

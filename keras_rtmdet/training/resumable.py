@@ -10,7 +10,21 @@ BACKUP_DIR = "backup"
 EMA_BACKUP = "ema_backup.npz"
 
 
-def resumable_training_callbacks(run_dir, ema=True, **ema_kwargs):
+class RestoreOnlyBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that resumes from the backup but never writes or deletes it.
+
+    For the non-chief processes of data-parallel training: the chief's backup holds the weights and
+    optimizer state every process has, so each resumes from it while only the chief writes it.
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, delete_checkpoint=False)
+
+    def _save_model(self):
+        pass
+
+
+def resumable_training_callbacks(run_dir, ema=True, restore_only=False, **ema_kwargs):
     """`[BackupAndRestore, ExpMomentumEMA]` sharing one run directory.
 
     Run the same `fit` again with callbacks built for the same `run_dir` after
@@ -23,12 +37,15 @@ def resumable_training_callbacks(run_dir, ema=True, **ema_kwargs):
     Args:
         run_dir: directory for the backups (created if needed).
         ema: add an `ExpMomentumEMA` (the reference trains with one).
+        restore_only: read `run_dir/backup/` to resume but never write it (`RestoreOnlyBackupAndRestore`):
+            a data-parallel process other than the chief.
         **ema_kwargs: forwarded to `ExpMomentumEMA` (momentum, gamma, ...).
 
     Returns: the list of callbacks, the EMA last (`callbacks[-1]`).
     """
     os.makedirs(run_dir, exist_ok=True)
-    callbacks = [keras.callbacks.BackupAndRestore(os.path.join(run_dir, BACKUP_DIR))]
+    backup = RestoreOnlyBackupAndRestore if restore_only else keras.callbacks.BackupAndRestore
+    callbacks = [backup(os.path.join(run_dir, BACKUP_DIR))]
     if ema:
         callbacks.append(ExpMomentumEMA(backup_path=os.path.join(run_dir, EMA_BACKUP), **ema_kwargs))
     elif ema_kwargs:

@@ -4,6 +4,9 @@ import os
 
 import keras
 
+from keras_rtmdet.distribute.replicas import data_parallel_size
+from keras_rtmdet.distribute.replicas import process_count
+from keras_rtmdet.distribute.replicas import process_rank
 from keras_rtmdet.training.optimizer import REFERENCE_BATCH
 from keras_rtmdet.training.optimizer import REFERENCE_LR
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
@@ -86,7 +89,14 @@ def train_rtmdet(
         rect_labels: `RTMDetRotated` only: labels annotated as axis-aligned boxes (rotated by multiples
             of 90°); default the source's `rect_labels`, else its DOTA storage-tank / roundabout classes.
 
-    Returns: the Keras `History`. At the end the model holds the EMA weights.
+    Data-parallel: call it inside `keras_rtmdet.distribute.DataParallel` with the global `batch_size`.
+    With several processes (torch), each reads its shard of the images (`source_dataset(shard=...)`, the
+    same shuffle `seed` everywhere, 0 if None) in batches of `batch_size / processes`, and only the chief
+    (rank 0) keeps the EMA, writes the backups, logs and presets and evaluates; the others resume from its
+    backup and train silently.
+
+    Returns: the Keras `History`. At the end the model holds the EMA weights (the chief's, with several
+    processes).
     """
     from keras_rtmdet.models.rtmdet_ins.rtmdet_ins import RTMDetIns
     from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated import RTMDetRotated
@@ -100,6 +110,10 @@ def train_rtmdet(
         )
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}.")
+    replicas, processes, rank = data_parallel_size(), process_count(), process_rank()
+    if batch_size % replicas:
+        raise ValueError(f"batch_size {batch_size} does not split evenly over {replicas} data-parallel replicas.")
+    chief, shard = rank == 0, ((processes, rank) if processes > 1 else None)
     steps_per_epoch = len(train_source) // batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"{len(train_source)} training images are fewer than one batch of {batch_size}.")
@@ -111,16 +125,17 @@ def train_rtmdet(
         raise ValueError("RTMDet-R trains in one stage (no Mosaic/MixUp): stage2_epochs does not apply.")
     image_size = int(image_size or model.image_size[0])
     os.makedirs(run_dir, exist_ok=True)
+    process_batch = batch_size // processes
 
     if rotated:
-        dataset = _rotated_dataset(train_source, image_size, batch_size, max_boxes, seed, rect_labels)
+        dataset = _rotated_dataset(train_source, image_size, process_batch, max_boxes, seed, rect_labels, shard)
         stage_callbacks = []
         default_rate, default_batch = ROTATED_LEARNING_RATE, ROTATED_BATCH_SIZE
     else:
         stage2_epochs = stage2_epochs_for(epochs) if stage2_epochs is None else int(stage2_epochs)
         dataset, stage_callbacks = _staged_dataset(
-            train_source, instance_segmentation, model_size, image_size, batch_size, max_boxes, seed,
-            switch_epoch=epochs - stage2_epochs,
+            train_source, instance_segmentation, model_size, image_size, process_batch, max_boxes, seed,
+            switch_epoch=epochs - stage2_epochs, shard=shard,
         )
         default_rate, default_batch = REFERENCE_LR, REFERENCE_BATCH
     model.compile(
@@ -134,19 +149,26 @@ def train_rtmdet(
             warmup_steps=warmup_steps,
         )
     )
-    callbacks = resumable_training_callbacks(run_dir, ema=ema)
+    ema = ema and chief
+    callbacks = resumable_training_callbacks(run_dir, ema=ema, restore_only=not chief)
     ema_callback = callbacks[-1] if ema else None
     callbacks.extend(stage_callbacks)
-    if val_source is not None:
+    if val_source is not None and chief:
         callbacks.append(_evaluation_callback(val_source, run_dir, val_every, ema_callback, rotated, instance_segmentation))
-    callbacks.append(keras.callbacks.CSVLogger(os.path.join(run_dir, TRAIN_LOG), append=True))
+    if chief:
+        callbacks.append(keras.callbacks.CSVLogger(os.path.join(run_dir, TRAIN_LOG), append=True))
     callbacks.extend(extra_callbacks)
     return model.fit(
-        dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=verbose
+        dataset,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=verbose if chief else 0,
     )
 
 
-def _staged_dataset(train_source, with_masks, model_size, image_size, batch_size, max_boxes, seed, switch_epoch):
+def _staged_dataset(train_source, with_masks, model_size, image_size, batch_size, max_boxes, seed, switch_epoch, shard):
     """RTMDet's two-stage stream and the `PipelineSwitch` that turns it to stage 2 at `switch_epoch`."""
     import tensorflow as tf
 
@@ -155,7 +177,7 @@ def _staged_dataset(train_source, with_masks, model_size, image_size, batch_size
     from keras_rtmdet.data.source_dataset import source_dataset
 
     stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="pipeline_stage")
-    samples = source_dataset(train_source, shuffle=True, seed=seed, repeat=True, with_masks=with_masks)
+    samples = source_dataset(train_source, shuffle=True, seed=seed, repeat=True, with_masks=with_masks, shard=shard)
     if samples.element_spec["boxes"].shape[-1] == 5:
         raise ValueError(
             f"{type(train_source).__name__} has rotated boxes (cx, cy, w, h, angle): train an RTMDetRotated on it."
@@ -167,9 +189,14 @@ def _staged_dataset(train_source, with_masks, model_size, image_size, batch_size
         image_size=image_size,
         batch_size=batch_size,
         max_boxes=max_boxes,
-        seed=seed,
+        seed=_augmentation_seed(seed, shard),
     )
     return dataset, [PipelineSwitch(stage, switch_epoch=switch_epoch)]
+
+
+def _augmentation_seed(seed, shard):
+    """Each process its own augmentation draws (the shuffle seed is shared, see `source_dataset`)."""
+    return seed if shard is None or seed is None else seed + shard[1]
 
 
 def rect_labels_of(source):
@@ -182,18 +209,18 @@ def rect_labels_of(source):
     return [i for i, name in enumerate(source.class_names) if name in DOTA_RECT_CLASSES]
 
 
-def _rotated_dataset(train_source, image_size, batch_size, max_boxes, seed, rect_labels):
+def _rotated_dataset(train_source, image_size, batch_size, max_boxes, seed, rect_labels, shard):
     from keras_rtmdet.data.rotated_pipeline import rotated_train_pipeline
     from keras_rtmdet.data.source_dataset import source_dataset
 
-    samples = source_dataset(train_source, shuffle=True, seed=seed, repeat=True, with_masks=False)
+    samples = source_dataset(train_source, shuffle=True, seed=seed, repeat=True, with_masks=False, shard=shard)
     return rotated_train_pipeline(
         samples,
         image_size=image_size,
         batch_size=batch_size,
         max_boxes=max_boxes,
         rect_labels=rect_labels_of(train_source) if rect_labels is None else rect_labels,
-        seed=seed,
+        seed=_augmentation_seed(seed, shard),
     )
 
 

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import keras
 import pytest
 
 from keras_rtmdet.cli.main import main
@@ -55,6 +56,13 @@ def test_train_refuses_bad_runs_with_reasons(tmp_path, capsys):
     assert "cannot be combined with --preset" in capsys.readouterr().err
     assert main(["train", *SYNTHETIC, "--size", "tiny", *backbone, "--out", str(tmp_path / "z")]) == 2
     assert "deepen_factor=0.33 but this model's backbone has deepen_factor=0.167" in capsys.readouterr().err
+    # One CPU device here; torch's replicas are torchrun processes, not a device count.
+    too_many = "torchrun" if keras.backend.backend() == "torch" else "3 devices asked for, 1 available"
+    assert main(["train", *SYNTHETIC, "--devices", "3", "--out", str(tmp_path / "d")]) == 2
+    assert too_many in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", *SYNTHETIC, "--devices", "0", "--out", str(tmp_path / "d")])
+    assert "--devices takes a positive count or 'all', not '0'" in capsys.readouterr().err
 
 
 def test_demo_trains_and_reports_ap(tmp_path, capsys):

@@ -287,7 +287,7 @@ class OracleModel:
         assert np.all(original_sizes == (64, 64))
         return outputs
 
-    def predict_on_batch(self, x):
+    def predict_preprocessed_batch(self, x):
         ids = self.batches.pop(0)
         assert len(ids) == len(x["images"])
         rows = [i - 1 for i in ids]  # padded_detections() has one row per image 1, 2, 3

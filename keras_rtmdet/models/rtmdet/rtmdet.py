@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_rtmdet.distribute.replicas import cross_replica_mean
+from keras_rtmdet.distribute.replicas import scale_loss_for_gradient_sum
 from keras_rtmdet.layers.image_normalization import REFERENCE_MEAN_BGR
 from keras_rtmdet.layers.image_normalization import REFERENCE_STD_BGR
 from keras_rtmdet.layers.image_normalization import ImageNormalization
@@ -156,6 +158,11 @@ class RTMDet(PresetMixin, DenseDetector):
         padded with label −1, boxes in `bounding_box_format` (default xyxy
         pixels of `x`). The assigner sees detached predictions. Returns the
         sum of the `loss_names` terms, each tracked for the progress bar.
+
+        Data-parallel (see `keras_rtmdet.distribute`): each replica's terms
+        are its own sums over the mean normaliser of all replicas, as mmdet;
+        the progress bar shows their mean over the replicas, which is the
+        whole batch's loss.
         """
         images = x["images"] if isinstance(x, dict) else x
         image_size = tuple(images.shape[1:3])
@@ -169,11 +176,11 @@ class RTMDet(PresetMixin, DenseDetector):
         losses = self.dense_losses(y_pred, targets, assignment, priors, cls_logits, boxes)
         total = 0.0
         for name in self.loss_names:
-            self.loss_trackers[name].update_state(losses[name])
+            self.loss_trackers[name].update_state(cross_replica_mean(ops.stop_gradient(losses[name])))
             total = total + losses[name]
         if self.losses:
             total = total + ops.sum(self.losses)
-        return total
+        return scale_loss_for_gradient_sum(total)
 
     def decode_dense_boxes(self, y_pred, priors):
         """(B, N, 4) unclamped xyxy boxes of every prior, in float32 (what the assigner and loss see)."""

@@ -8,6 +8,7 @@ from keras import ops
 from keras_rtmdet.layers.conv_module import BN_EPSILON
 from keras_rtmdet.layers.conv_module import BN_MOMENTUM
 from keras_rtmdet.layers.conv_module import BatchNormBlock
+from keras_rtmdet.layers.sync_batch_normalization import SyncBatchNormalization
 
 # Bias of the class logits at initialisation: sigmoid(b) = 0.01.
 PRIOR_PROB = 0.01
@@ -107,7 +108,7 @@ class RTMDetSepBNHead(BatchNormBlock):
             convs = [[conv(level, i) for i in range(self.stacked_convs)] for level in levels]
         norms = [
             [
-                keras.layers.BatchNormalization(
+                SyncBatchNormalization(
                     epsilon=self.bn_epsilon,
                     momentum=self.bn_momentum,
                     dtype=self.dtype_policy,
