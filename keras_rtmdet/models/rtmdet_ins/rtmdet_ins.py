@@ -155,7 +155,9 @@ class RTMDetIns(RTMDet):
     def dense_losses(self, y_pred, targets, assignment, priors, cls_logits, boxes):
         losses = super().dense_losses(y_pred, targets, assignment, priors, cls_logits, boxes)
         if targets["masks"].shape[1] == 0:
-            losses["loss_mask"] = ops.sum(ops.cast(y_pred["mask_feat"], "float32")) * 0.0
+            # Zero, but through every mask output: DDP requires each trainable weight to take part in the loss.
+            unused = ops.sum(ops.cast(y_pred["mask_feat"], "float32")) + ops.sum(ops.cast(y_pred["kernel_preds"], "float32"))
+            losses["loss_mask"] = unused * 0.0
             return losses
         losses["loss_mask"] = rtmdet_mask_loss(
             y_pred["mask_feat"],
