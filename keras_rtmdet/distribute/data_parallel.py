@@ -48,7 +48,11 @@ class DataParallel:
         self.devices = devices
         self.timeout_minutes = timeout_minutes
         self._exit = None
-        self.num_replicas = 1
+
+    @property
+    def num_replicas(self):
+        """Devices each global batch is split over, while the block is open."""
+        return replicas.data_parallel_size()
 
     @property
     def rank(self):
@@ -78,7 +82,6 @@ class DataParallel:
         names = _chosen(self.devices, _jax_devices())
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=names))
-        self.num_replicas = len(names)
         self._exit = lambda *_: keras.distribution.set_distribution(previous)
 
     def _enter_tensorflow(self):
@@ -90,7 +93,6 @@ class DataParallel:
         scope = strategy.scope()
         scope.__enter__()
         self.strategy = strategy
-        self.num_replicas = strategy.num_replicas_in_sync
         self._exit = scope.__exit__
 
     def _enter_torch(self):
@@ -116,7 +118,6 @@ class DataParallel:
                 backend="nccl" if torch.cuda.is_available() else "gloo",
                 timeout=datetime.timedelta(minutes=self.timeout_minutes),
             )
-        self.num_replicas = dist.get_world_size()
 
         def leave(*_):
             if created and dist.is_initialized():
