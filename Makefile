@@ -2,7 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BACKENDS ?= tensorflow torch jax
-PYTEST_ARGS ?= -q -p no:cacheprovider --durations=10
+# Two pytest-xdist workers on the two cores, each test module on one worker (its shared fixtures
+# are built once); WORKERS=0 runs in one process.
+WORKERS ?= 2
+PYTEST_ARGS ?= -q -rs -p no:cacheprovider --durations=10 $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -11,14 +14,23 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-.PHONY: install demo test
+.PHONY: install demo test test-all
 install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/rtmdet demo
 
+# One pass per backend. The backend-independent tests (tests/README.md) run in the first pass only;
+# each pass prints its passed / skipped / deselected counts, its wall time and its 10 slowest tests.
 test: install
-	@for backend in $(BACKENDS); do \
+	@first=run; for backend in $(BACKENDS); do \
 		echo "=== KERAS_BACKEND=$$backend ==="; \
-		KERAS_BACKEND=$$backend $(PY) -m pytest $(PYTEST_ARGS) || exit 1; \
+		start=$$(date +%s); \
+		KERAS_BACKEND=$$backend $(PY) -m pytest $(PYTEST_ARGS) --backend-independent=$$first || exit 1; \
+		echo "=== KERAS_BACKEND=$$backend: $$(( $$(date +%s) - start )) s wall ==="; \
+		first=deselect; \
 	done
+
+# Everything, the slow tier (full-size models) included.
+test-all: install
+	$(MAKE) test PYTEST_ARGS="$(PYTEST_ARGS) --run-slow"

@@ -3,6 +3,12 @@ import os
 import shutil
 import tempfile
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # `make test` runs two pytest-xdist workers on two cores. A worker's own pool of two threads
+    # would oversubscribe them, and OpenMP's spinning threads then wait on each other (the eager torch
+    # overfit tests took 4-5x longer). One thread each, set before any backend starts.
+    for _variable in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(_variable, "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 if os.environ.get("KERAS_BACKEND") == "jax" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
@@ -11,17 +17,29 @@ if os.environ.get("KERAS_BACKEND") == "jax" and "JAX_COMPILATION_CACHE_DIR" not 
     # a new function to JAX, compiled again (~10-60 s on 2 CPU cores) although its
     # XLA program is the one compiled before. A compilation cache for this session
     # only (removed at exit) compiles each distinct program once: same executables,
-    # same results, nothing carried over between runs.
+    # same results, nothing carried over between runs. pytest-xdist's workers start
+    # from this process' environment, so they share the one cache.
     _jax_cache = tempfile.mkdtemp(prefix="keras_rtmdet_jax_cache_")
     atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache  # programs compiled in over 1 s (JAX's default)
 
 import keras  # noqa: E402
-import pytest  # noqa: E402
+
+# The tiers (tests/README.md). Tests not chosen for a pass are deselected, never skipped: the
+# summary counts them apart, and a skip keeps meaning "could not run here".
+BACKEND_INDEPENDENT = "backend_independent"  # the result cannot depend on the Keras backend: one pass
+BACKENDS = "backends"  # backends("jax", ...): a check of those backends' own code path only
+SLOW = "slow"  # full-size or long: the default tier covers the same behaviour at small size
 
 
 def pytest_addoption(parser):
-    parser.addoption("--run-slow", action="store_true", help="run full-size model tests")
+    parser.addoption("--run-slow", action="store_true", help="also run the slow tier (full-size models)")
+    parser.addoption(
+        "--backend-independent",
+        choices=("run", "deselect"),
+        default="run",
+        help="run or deselect the backend-independent tests (`make test` runs them in its first pass only)",
+    )
 
 
 def pytest_configure(config):
@@ -34,13 +52,24 @@ def pytest_configure(config):
         torch.backends.cuda.matmul.allow_tf32 = False
 
 
+def _deselect_reason(item, config):
+    if SLOW in item.keywords and not config.getoption("--run-slow"):
+        return "slow"
+    if BACKEND_INDEPENDENT in item.keywords and config.getoption("--backend-independent") == "deselect":
+        return "backend-independent, run in another pass"
+    marker = item.get_closest_marker(BACKENDS)
+    if marker is not None and keras.config.backend() not in marker.args:
+        return f"checks {', '.join(marker.args)} only"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="full-size test: pass --run-slow")
+    kept, deselected = [], []
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        (deselected if _deselect_reason(item, config) else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def pytest_report_header(config):

@@ -6,7 +6,51 @@ import os
 import keras
 import numpy as np
 
+from keras_rtmdet import RTMDet
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+# The tiny detector's input side and the generated images' size.
+SIZE = 64
+
+
+def shapes_batch(num_images=4, seed=0):
+    """Coloured rectangles on a grey background; class = colour."""
+    rng = np.random.default_rng(seed)
+    images = np.full((num_images, SIZE, SIZE, 3), 40, np.float32)
+    boxes = np.full((num_images, 3, 4), -1, np.float32)
+    labels = np.full((num_images, 3), -1, np.int32)
+    colours = [[255, 60, 60], [60, 255, 60], [60, 60, 255]]
+    for i in range(num_images):
+        for j in range(2):
+            # One object per half of the image, so that none hides another.
+            # At least 20 px: four or more stride-8 priors fall inside every
+            # box. With only one, a prior whose initial box comes out inverted
+            # has IoU 0, hence a zero soft label and zero box-loss weight (as in
+            # the reference), and that object may never be learnt.
+            w, h = rng.integers(20, SIZE // 2 - 2), rng.integers(20, 30)
+            x0, y0 = j * SIZE // 2 + rng.integers(0, SIZE // 2 - w), rng.integers(0, SIZE - h)
+            c = int(rng.integers(0, 3))
+            images[i, y0 : y0 + h, x0 : x0 + w] = colours[c]
+            boxes[i, j] = [x0, y0, x0 + w, y0 + h]
+            labels[i, j] = c
+    return images, {"boxes": boxes, "labels": labels}
+
+
+def tiny_model(**kwargs):
+    """RTMDet-tiny's layout at widen 0.125 (linear head), 3 classes, SIZE², seeded."""
+    keras.utils.set_random_seed(1)
+    return RTMDet.from_arch(0.167, 0.125, 1, False, num_classes=3, image_size=(SIZE, SIZE), **kwargs)
+
+
+def iou_matrix(a, b):
+    """IoU of every xyxy box of `a` (N, 4) with every box of `b` (M, 4): (N, M)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), -1)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], -1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None] - inter)
+
 
 # Dense-array tolerance of the reference fixtures (fixtures/README.md).
 DENSE_REL_TOL = 2e-4

@@ -119,6 +119,7 @@ def test_predict_reports_corrupt_image_and_keeps_going(mini_preset, tmp_path, ca
     assert (out / "good.jpg").is_file() and not (out / "bad.jpg").exists()
 
 
+@pytest.mark.backend_independent
 def test_read_image_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="nothere.png"):
         read_image(tmp_path / "nothere.png")
@@ -128,6 +129,7 @@ def test_read_image_errors_name_the_file(tmp_path):
         read_image(empty)
 
 
+@pytest.mark.backend_independent
 def test_read_image_returns_rgb(tmp_path):
     bgr = np.zeros((4, 6, 3), np.uint8)
     bgr[..., 0] = 255
@@ -137,6 +139,7 @@ def test_read_image_returns_rgb(tmp_path):
     assert rgb[0, 0].tolist() == [0, 0, 255]
 
 
+@pytest.mark.backend_independent
 def test_draw_detections_is_deterministic_and_copies():
     image = np.full((64, 80, 3), 128, np.uint8)
     boxes = np.array([[5, 10, 40, 50], [0, 0, 0, 0]], np.float32)
@@ -147,6 +150,7 @@ def test_draw_detections_is_deterministic_and_copies():
     assert class_color(3) == class_color(3) != class_color(4)
 
 
+@pytest.mark.backend_independent
 def test_match_detections_ignores_order():
     boxes = np.array([[0, 0, 10, 10], [5, 5, 20, 20], [1, 2, 3, 4]], np.float32)
     scores = np.array([0.9, 0.5, 0.5], np.float32)

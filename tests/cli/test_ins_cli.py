@@ -30,6 +30,7 @@ def _decode(rle):
     return mask_util.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
+@pytest.mark.backend_independent
 def test_draw_detections_fills_and_outlines_masks():
     image = np.full((40, 50, 3), 100, np.uint8)
     masks = np.zeros((2, 40, 50), bool)
@@ -51,6 +52,7 @@ def test_draw_detections_fills_and_outlines_masks():
         draw_detections(image, boxes, [0.9, 0.5], [1, 2], masks=masks, mask_alpha=2.0)
 
 
+@pytest.mark.backend_independent
 def test_image_masks_and_rle_records():
     masks = np.zeros((2, 3, 30, 40), bool)  # predict pads to the batch's largest image
     masks[0, 1, 2:9, 3:7] = True

@@ -118,6 +118,7 @@ def test_rotated_cli_refuses_bad_inputs_with_reasons(tmp_path, capsys, mini_rota
     assert "--gap < --patch-size" in capsys.readouterr().err
 
 
+@pytest.mark.backend_independent
 def test_rot_task_defaults_to_the_mmrotate_recipe(monkeypatch):
     args = build_parser().parse_args(["train", "--task", "rot", "--size", "tiny", *SYNTHETIC])
     task = train_cli.resolve_task(args)
@@ -152,6 +153,7 @@ def write_dota_folder(root, source):
     (root / "annfiles" / "P9999.txt").write_text("")
 
 
+@pytest.mark.backend_independent
 def test_dota_folders_feed_the_rotated_pipeline(tmp_path):
     source = SyntheticRotatedSource(3, image_size=(64, 64), seed=2)
     write_dota_folder(tmp_path, source)
@@ -180,6 +182,7 @@ def test_dota_folders_feed_the_rotated_pipeline(tmp_path):
     assert int(np.sum(targets["labels"].numpy() >= 0)) >= 1
 
 
+@pytest.mark.backend_independent
 def test_draw_detections_draws_rotated_polygons():
     image = np.full((60, 60, 3), 100, np.uint8)
     box = np.array([[30, 30, 40, 10, np.pi / 4]], np.float32)
@@ -215,6 +218,7 @@ def test_rotated_demo_wiring(tmp_path, capsys, monkeypatch):
     assert len(list((out / "val_predictions").glob("*.jpg"))) == 6
 
 
+@pytest.mark.backend_independent
 def test_bad_argument_namespace_is_refused():
     with pytest.raises(argparse.ArgumentTypeError, match="exactly one data source"):
         build_sources(build_parser().parse_args(["val", "--preset", "p"]), train=False, rotated=True)

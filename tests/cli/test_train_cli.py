@@ -65,11 +65,22 @@ def test_train_refuses_bad_runs_with_reasons(tmp_path, capsys):
     assert "--devices takes a positive count or 'all', not '0'" in capsys.readouterr().err
 
 
-def test_demo_trains_and_reports_ap(tmp_path, capsys):
+def test_demo_wiring(tmp_path, capsys, monkeypatch):
+    """`demo` trains an RTMDet on generated shapes and reports box AP (training itself: the test above)."""
+    from keras_rtmdet import RTMDet
+    from keras_rtmdet.data.synthetic import SyntheticShapesSource
+    from keras_rtmdet.training import train_recipe
+
+    seen = {}
+
+    def no_training(model, train_source, run_dir, **kwargs):
+        seen.update(model=model, source=train_source, kwargs=kwargs)
+
+    monkeypatch.setattr(train_recipe, "train_rtmdet", no_training)
     out = tmp_path / "demo"
     args = ["--images", "4", "--epochs", "1", "--image-size", "64", "--batch-size", "4", "--out", str(out)]
     assert main(["demo", *args]) == 0
-    text = capsys.readouterr().out
-    assert "Final box AP" in text
-    assert (out / "results.png").is_file() and (out / "best" / "config.json").is_file()
+    assert type(seen["model"]) is RTMDet and isinstance(seen["source"], SyntheticShapesSource)
+    assert isinstance(seen["kwargs"]["val_source"], SyntheticShapesSource) and seen["kwargs"]["epochs"] == 1
+    assert "Final box AP" in capsys.readouterr().out
     assert len(list((out / "val_predictions").glob("*.jpg"))) == 6

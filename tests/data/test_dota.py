@@ -42,6 +42,7 @@ def write_dota(tmp_path, lines_a=(PLANE, SHIP), lines_b=()):
     return images, anns
 
 
+@pytest.mark.backend_independent
 def test_reader_parses_headers_difficulty_and_missing_files(tmp_path):
     images, anns = write_dota(tmp_path)
     source = DotaSource(images, anns)
@@ -63,6 +64,7 @@ def test_reader_parses_headers_difficulty_and_missing_files(tmp_path):
         source.annotations(0, with_masks=True)
 
 
+@pytest.mark.backend_independent
 def test_reader_errors_name_the_file_and_line(tmp_path):
     images, anns = write_dota(tmp_path, lines_b=(PLANE, "1 2 3 4 5 6 7 8 airplane 0"))
     with pytest.raises(ValueError, match=r"P0002.txt, line 4: unknown class 'airplane'"):
@@ -78,6 +80,7 @@ def test_reader_errors_name_the_file_and_line(tmp_path):
     assert DotaSource(images, anns, class_names=DOTA_CLASSES + ("airport",)).annotations(1)["labels"].tolist() == [15]
 
 
+@pytest.mark.backend_independent
 def test_corrupt_and_missing_images_raise_or_skip(tmp_path):
     images, anns = write_dota(tmp_path)
     data = (images / "P0001.png").read_bytes()
@@ -130,6 +133,7 @@ def test_polygon_rbox_round_trip_and_le90():
         polygons_to_rboxes(np.zeros((3, 6)))
 
 
+@pytest.mark.backend_independent
 def test_windows_follow_img_split():
     windows = patch_windows(3000, 2000, 1024, 200)
     xs, ys = sorted(set(windows[:, 0].tolist())), sorted(set(windows[:, 1].tolist()))
@@ -148,6 +152,7 @@ def test_windows_follow_img_split():
         patch_windows(100, 100, 64, 64)
 
 
+@pytest.mark.backend_independent
 def test_iof_rule_and_difficulty_two():
     window = (0, 0, 100, 100)
     polygons = np.array(
@@ -170,6 +175,7 @@ def test_iof_rule_and_difficulty_two():
     np.testing.assert_allclose(polygon_window_iof(arrow, [(0, 0, 20, 20)]), [[200 / 300]], atol=1e-12)
 
 
+@pytest.mark.backend_independent
 def test_split_dota_writes_mmrotate_patches(tmp_path):
     src, anns, out = tmp_path / "src", tmp_path / "ann", tmp_path / "out"
     src.mkdir()
@@ -201,6 +207,7 @@ def test_split_dota_writes_mmrotate_patches(tmp_path):
     assert (tmp_path / "ms" / "annfiles" / "P0001__256__0___0.txt").read_text() == ""
 
 
+@pytest.mark.backend_independent
 def test_patch_names_round_trip():
     assert parse_patch_name("P0003__1024__0___824") == ("P0003", 1024, 0, 824)
     assert parse_patch_name("/data/images/P0003__682__341___0.png") == ("P0003", 682, 341, 0)

@@ -73,6 +73,7 @@ def numpy_centers(masks):
     return np.stack([x, y], -1)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("with_masks", [False, True])
 @pytest.mark.parametrize("stage", [1, 2])
 def test_pipeline_shapes_and_targets(stage, with_masks):
@@ -87,6 +88,7 @@ def test_pipeline_shapes_and_targets(stage, with_masks):
 
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("stage", [1, 2])
 def test_mask_targets_are_the_full_resolution_masks_subsampled(stage):
     """mask_stride=4 gives the [2::4, 2::4] pixels and the centres of mass of the masks mask_stride=1 gives."""
@@ -120,6 +122,7 @@ def test_mask_targets_are_the_full_resolution_masks_subsampled(stage):
     assert objects > 0
 
 
+@pytest.mark.backend_independent
 def test_mask_stride_errors():
     samples = as_dataset(synthetic_samples(2, True))
     with pytest.raises(ValueError, match="mask_stride must be a positive integer"):
@@ -144,6 +147,7 @@ def _rect_sample(image_id, rects):
     }
 
 
+@pytest.mark.backend_independent
 def test_filter_annotations_in_the_ins_pipeline():
     """Stage 2 at ratio 1 on 64² images is crop-free: only FilterAnnotations changes the objects."""
     samples = [
@@ -158,6 +162,7 @@ def test_filter_annotations_in_the_ins_pipeline():
     assert labels == [[1, 2], [], [1]]
 
 
+@pytest.mark.backend_independent
 def test_pipeline_is_reproducible_with_a_seed():
     def run():
         ds = pipeline.train_pipeline(
@@ -170,6 +175,7 @@ def test_pipeline_is_reproducible_with_a_seed():
     assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
+@pytest.mark.backend_independent
 def test_all_empty_samples_do_not_fail():
     samples = synthetic_samples(6, True, empty_every=1)
     for stage in (1, 2):
@@ -182,6 +188,7 @@ def test_all_empty_samples_do_not_fail():
     assert list(pipeline.train_pipeline(as_dataset(det), stage=2, image_size=S, batch_size=2, recipe=SMALL_POOLS)) == []
 
 
+@pytest.mark.backend_independent
 def test_cap_keeps_the_largest_and_counts():
     sizes = [3, 9, 1, 7, 5]
     sample = {
@@ -199,6 +206,7 @@ def test_cap_keeps_the_largest_and_counts():
     assert int(count.numpy()) == 3
 
 
+@pytest.mark.backend_independent
 def test_recipes():
     assert pipeline.RECIPES["tiny"] == {"ratio_range": (0.5, 2.0), "mosaic_pool_size": 20, "mixup_pool_size": 10,
                                         "mixup_prob": 0.5}
@@ -213,6 +221,7 @@ def test_recipes():
         pipeline.get_recipe("s", {"pool": 3})
 
 
+@pytest.mark.backend_independent
 def test_choose_stage_reads_the_variable_per_element():
     stage = tf.Variable(0, dtype=tf.int64)
     stream = pipeline.choose_stage([tf.data.Dataset.from_tensors(0).repeat(), tf.data.Dataset.from_tensors(1).repeat()], stage)
@@ -222,6 +231,7 @@ def test_choose_stage_reads_the_variable_per_element():
     assert [int(next(iterator)) for _ in range(3)] == [1, 1, 1]
 
 
+@pytest.mark.backend_independent
 def test_staged_pipeline_switches_inside_one_iterator():
     stage = tf.Variable(0, dtype=tf.int64)
     samples = as_dataset(synthetic_samples(24, False, empty_every=100))
@@ -244,6 +254,7 @@ def test_staged_pipeline_switches_inside_one_iterator():
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.backend_independent
 def test_pipeline_switch_callback():
     stage = tf.Variable(0, dtype=tf.int64)
     switch = PipelineSwitch(stage, switch_epoch=3)

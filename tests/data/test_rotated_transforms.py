@@ -19,6 +19,8 @@ from keras_rtmdet.data.source_dataset import samples_dataset
 from keras_rtmdet.data.synthetic_rotated import rasterize_rbox_shape
 from keras_rtmdet.data.transforms import rotated
 
+pytestmark = pytest.mark.backend_independent
+
 COLOURS = np.array([(230, 40, 40), (40, 210, 60), (50, 70, 235)], np.uint8)
 BACKGROUND = 128
 

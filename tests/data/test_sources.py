@@ -10,6 +10,8 @@ from keras_rtmdet.data.coco_json import CocoJsonSource
 from keras_rtmdet.data.source_dataset import source_dataset
 from keras_rtmdet.data.synthetic import SyntheticShapesSource
 
+pytestmark = pytest.mark.backend_independent
+
 CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 12, "name": "bird"}]
 
 

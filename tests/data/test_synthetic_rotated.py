@@ -12,6 +12,8 @@ from keras_rtmdet.data.synthetic_rotated import SyntheticRotatedSource
 from keras_rtmdet.data.synthetic_rotated import rasterize_rbox_shape
 from keras_rtmdet.data.synthetic_rotated import shape_inside
 
+pytestmark = pytest.mark.backend_independent
+
 
 def test_annotations_are_the_tight_rotated_boxes_of_the_drawn_objects():
     source = SyntheticRotatedSource(12, image_size=((90, 140), (90, 140)), num_classes=4, seed=3)

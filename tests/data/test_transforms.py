@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from keras_rtmdet.data.transforms import box_utils, geometric, mask_targets, mosaic_mixup, photometric
 
+pytestmark = pytest.mark.backend_independent
+
 COLOURS = np.array(
     [(220, 40, 40), (40, 200, 60), (50, 70, 230), (230, 210, 40), (200, 60, 200), (40, 210, 210)], np.uint8
 )

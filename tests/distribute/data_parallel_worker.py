@@ -1,13 +1,14 @@
-"""One training run of a tiny RTMDet, on one device or data-parallel; writes its losses and weights.
+"""Training runs of a tiny RTMDet, on one device and data-parallel; writes their losses and weights.
 
-    python data_parallel_worker.py single OUT.npz [--model det|ins]
-    python data_parallel_worker.py parallel OUT.npz [--model det|ins]        (JAX, TensorFlow)
-    python data_parallel_worker.py both OUT [--model det|ins]                 (both in one process; JAX, TF)
-    torchrun --nproc-per-node 2 data_parallel_worker.py parallel OUT.npz      (PyTorch)
-    ... recipe RUN_DIR                                                         (train_rtmdet, data-parallel)
+    python data_parallel_worker.py single|parallel|both OUT_DIR [--models det,ins] [--recipe]
+    torchrun --nproc-per-node 2 data_parallel_worker.py parallel OUT_DIR [--models det,ins] [--recipe]
 
-`recipe` trains with `train_rtmdet` (EMA, backups, COCO evaluation, logs) data-parallel and writes each
-process' epoch losses to RUN_DIR/history-<rank>.json.
+For each model kind, `single` writes OUT_DIR/<kind>-single.npz and `parallel` OUT_DIR/<kind>-parallel.npz
+(`both`: the two in one process; JAX and TensorFlow). `--recipe` then trains with `train_rtmdet` (EMA,
+backups, COCO evaluation, logs) data-parallel in OUT_DIR/recipe and writes each process' epoch losses to
+OUT_DIR/recipe/history-<rank>.json. Everything a backend checks runs in one launch (two on torch: the
+one-device reference, then the torchrun processes), so that the interpreter, the backend and the process
+group start once.
 
 `parallel` splits every global batch of GLOBAL_BATCH images over REPLICAS replicas (two virtual CPU devices
 on JAX and TensorFlow, two gloo processes on torch) through `keras_rtmdet.distribute.DataParallel`; with
@@ -113,14 +114,17 @@ class StepLosses:
 def run_recipe(run_dir):
     import json
 
+    import keras
+
     from keras_rtmdet import RTMDet
     from keras_rtmdet.data.synthetic import SyntheticShapesSource
     from keras_rtmdet.distribute import DataParallel
     from keras_rtmdet.distribute import process_rank
     from keras_rtmdet.training.train_recipe import train_rtmdet
 
-    train = SyntheticShapesSource(4 * GLOBAL_BATCH, image_size=(SIZE, SIZE), num_classes=3, seed=0)
+    train = SyntheticShapesSource(2 * GLOBAL_BATCH, image_size=(SIZE, SIZE), num_classes=3, seed=0)
     val = SyntheticShapesSource(2, image_size=(SIZE, SIZE), num_classes=3, seed=1)
+    keras.backend.clear_session()
     with DataParallel():
         model = RTMDet.from_arch(0.167, 0.125, 1, True, num_classes=3, image_size=(SIZE, SIZE))
         history = train_rtmdet(
@@ -166,19 +170,27 @@ def train_once(mode, out, kind):
 
 
 def main():
+    import contextlib
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("single", "parallel", "both", "recipe"))
-    parser.add_argument("out", help="the .npz to write (both: OUT-single.npz and OUT-parallel.npz); recipe: RUN_DIR")
-    parser.add_argument("--model", choices=("det", "ins"), default="det")
+    parser.add_argument("mode", choices=("single", "parallel", "both"))
+    parser.add_argument("out_dir", help="where <kind>-<mode>.npz (and recipe/) are written")
+    parser.add_argument("--models", default="det", help="comma-separated kinds: det, ins")
+    parser.add_argument("--recipe", action="store_true", help="then train_rtmdet's recipe data-parallel")
     args = parser.parse_args()
     configure_devices("single" if args.mode == "single" else "parallel")
-    if args.mode == "recipe":
-        run_recipe(args.out)
-    elif args.mode == "both":
-        for mode in ("single", "parallel"):
-            train_once(mode, f"{args.out}-{mode}.npz", args.model)
-    else:
-        train_once(args.mode, args.out, args.model)
+    kinds = args.models.split(",")
+    modes = ("single", "parallel") if args.mode == "both" else (args.mode,)
+    # torch: join torchrun's process group once for every run below (each run's own block then keeps it).
+    from keras_rtmdet.distribute import DataParallel
+
+    torchrun = os.environ.get("KERAS_BACKEND") == "torch" and "WORLD_SIZE" in os.environ
+    with DataParallel() if torchrun else contextlib.nullcontext():
+        for mode in modes:
+            for kind in kinds:
+                train_once(mode, os.path.join(args.out_dir, f"{kind}-{mode}.npz"), kind)
+        if args.recipe:
+            run_recipe(os.path.join(args.out_dir, "recipe"))
 
 
 if __name__ == "__main__":

@@ -37,15 +37,20 @@ def run_worker(*args, processes=1):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
 
 
-def train_both_ways(tmp_path, model):
-    """(one device, two replicas) runs as loaded .npz archives."""
-    prefix = tmp_path / model
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every run this backend checks, from one launch of the worker (torch: the one-device reference first).
+
+    OUT/<kind>-single.npz and OUT/<kind>-parallel.npz per model kind, and OUT/recipe (train_rtmdet's run).
+    """
+    out = tmp_path_factory.mktemp("data_parallel")
+    models = ["--models", ",".join(MODELS)]
     if keras.backend.backend() == "torch":
-        run_worker("single", f"{prefix}-single.npz", "--model", model)
-        run_worker("parallel", f"{prefix}-parallel.npz", "--model", model, processes=2)
+        run_worker("single", str(out), *models)
+        run_worker("parallel", str(out), *models, "--recipe", processes=2)
     else:
-        run_worker("both", str(prefix), "--model", model)
-    return np.load(f"{prefix}-single.npz"), np.load(f"{prefix}-parallel.npz")
+        run_worker("both", str(out), *models, "--recipe")
+    return out
 
 
 def update_errors(single, parallel):
@@ -66,8 +71,8 @@ def update_errors(single, parallel):
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_two_replicas_give_the_losses_and_weights_of_one_device(tmp_path, model):
-    single, parallel = train_both_ways(tmp_path, model)
+def test_two_replicas_give_the_losses_and_weights_of_one_device(runs, model):
+    single, parallel = np.load(runs / f"{model}-single.npz"), np.load(runs / f"{model}-parallel.npz")
     assert int(single["replicas"]) == 1 and int(parallel["replicas"]) == 2
     names = ("log:loss", "log:loss_cls", "log:loss_bbox") + (("log:loss_mask",) if model == "ins" else ())
     for name in names:
@@ -81,12 +86,10 @@ def test_two_replicas_give_the_losses_and_weights_of_one_device(tmp_path, model)
     assert worst[0][1] <= UPDATE_TOL, worst
 
 
-def test_train_rtmdet_data_parallel_keeps_one_ema_log_and_checkpoint(tmp_path):
+def test_train_rtmdet_data_parallel_keeps_one_ema_log_and_checkpoint(runs):
     """The whole recipe (stages, EMA, COCO evaluation, backups) under `DataParallel`; files written once."""
-    backend = keras.backend.backend()
-    processes = 2 if backend == "torch" else 1
-    run_dir = tmp_path / "run"
-    run_worker("recipe", str(run_dir), processes=processes)
+    processes = 2 if keras.backend.backend() == "torch" else 1
+    run_dir = runs / "recipe"
     histories = [json.loads((run_dir / f"history-{rank}.json").read_text()) for rank in range(processes)]
     chief = histories[0]
     assert len(chief["loss"]) == 2 and np.all(np.isfinite(chief["loss"]))

@@ -16,6 +16,7 @@ def test_single_replica_collectives_are_no_ops():
     assert replicas.process_count() == 1 and replicas.process_rank() == 0 and replicas.is_chief()
 
 
+@pytest.mark.backend_independent
 def test_device_choice():
     assert _chosen(None, ["a", "b"]) == ["a", "b"]
     assert _chosen(1, ["a", "b"]) == ["a"]
@@ -24,6 +25,7 @@ def test_device_choice():
         _chosen(3, ["a", "b"])
 
 
+@pytest.mark.backend_independent
 def test_shards_are_disjoint_and_cover_the_images():
     from keras_rtmdet.data.source_dataset import source_dataset
     from keras_rtmdet.data.synthetic import SyntheticShapesSource

@@ -17,8 +17,8 @@ from keras_rtmdet.evaluation import evaluate_coco
 from keras_rtmdet.evaluation import plot_results
 from keras_rtmdet.training import ExpMomentumEMA
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
-from tests.training.test_train_step import shapes_batch
-from tests.training.test_train_step import tiny_model
+from tests.test_case import shapes_batch
+from tests.test_case import tiny_model
 
 CATEGORY_IDS = [3, 7, 12]
 

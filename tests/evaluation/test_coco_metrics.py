@@ -20,6 +20,8 @@ from keras_rtmdet.evaluation import detections_to_coco
 from keras_rtmdet.evaluation import evaluate_coco
 from keras_rtmdet.evaluation import print_coco_table
 
+pytestmark = pytest.mark.backend_independent
+
 CATEGORY_IDS = [3, 7, 12]  # label 0, 1, 2: non-contiguous on purpose
 CATEGORIES = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 12, "name": "bird"}]
 

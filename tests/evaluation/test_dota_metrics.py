@@ -27,6 +27,8 @@ from keras_rtmdet.evaluation import write_dota_submission
 from keras_rtmdet.evaluation.dota_merge import rotated_nms_numpy
 from keras_rtmdet.evaluation.dota_metrics import pairwise_rotated_iou
 
+pytestmark = pytest.mark.backend_independent
+
 
 def box(cx, cy=50.0, w=20.0, h=10.0, angle=0.0):
     return [cx, cy, w, h, angle]

@@ -1,6 +1,5 @@
 """The in-graph letterbox of exported models against the host preprocessor `predict` uses (cv2)."""
 
-import keras
 import numpy as np
 import pytest
 
@@ -43,7 +42,7 @@ def test_channel_flip():
 
 
 # Only TensorFlow traces graphs whose image size is unknown until run time (JAX and torch export fixed sizes).
-@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="sizes known only at run time: TensorFlow graphs")
+@pytest.mark.backends("tensorflow")  # sizes known only at run time: TensorFlow graphs
 def test_a_dynamic_size_gives_the_static_result():
     import tensorflow as tf
 

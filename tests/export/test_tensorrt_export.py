@@ -24,6 +24,7 @@ TENSORRT, TENSORRT_REASON = tensorrt_available()
 
 
 # Each refusal test and its conversion test are complements: exactly one of the two runs on any machine.
+@pytest.mark.backend_independent
 @pytest.mark.skipif(TF_TRT, reason="TF-TRT is available here: see the conversion test")
 def test_tf_trt_refuses_with_the_versions_that_have_it(tmp_path):
     with pytest.raises(RuntimeError, match="2.17") as error:
@@ -32,6 +33,7 @@ def test_tf_trt_refuses_with_the_versions_that_have_it(tmp_path):
     assert not (tmp_path / "trt").exists()
 
 
+@pytest.mark.backend_independent
 @pytest.mark.skipif(TENSORRT, reason="TensorRT is available here: see the engine test")
 def test_tensorrt_refuses_without_the_package_or_a_gpu(tmp_path):
     with pytest.raises(RuntimeError, match="TensorRT|tensorrt"):

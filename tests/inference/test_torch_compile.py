@@ -7,9 +7,7 @@ import pytest
 from keras_rtmdet import RTMDet
 from keras_rtmdet.inference import compile_for_inference
 
-torch_only = pytest.mark.skipif(
-    keras.config.backend() != "torch", reason="torch.export / torch.compile serving is torch-backend only"
-)
+torch_only = pytest.mark.backends("torch")  # torch.export / torch.compile serving is torch-backend only
 
 SIZE = 64
 
@@ -65,7 +63,7 @@ def test_wrong_shape_raises(compiled):
         compiled(np.zeros((2, SIZE + 32, SIZE, 3), "float32"))
 
 
-@pytest.mark.skipif(keras.config.backend() == "torch", reason="checks the error on other backends")
+@pytest.mark.backends("tensorflow", "jax")  # the error on the other backends
 def test_other_backend_raises(model):
     with pytest.raises(RuntimeError, match=keras.config.backend()):
         compile_for_inference(model, batch_size=1)

@@ -23,6 +23,7 @@ CLS_MINI = os.path.join(FIXTURES, "cls_mini")
 EPOCHS = 60
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("preset", sorted(CSPNEXT_CLASSIFIER_PRESETS))
 def test_parameter_counts_match_the_published_table(preset):
     spec = CSPNEXT_CLASSIFIER_PRESETS[preset]

@@ -22,6 +22,7 @@ PRESET_PARAMS = {
 }
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("preset", sorted(PRESET_PARAMS))
 def test_preset_architectures_have_the_reference_parameter_count(preset):
     model = build_shapes_only(lambda: RTMDet.from_preset(preset, load_weights=False))

@@ -184,6 +184,7 @@ def test_serialization_round_trip(case):
     run_serialization_test(model.head.mask_head)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("size", list(INS_PARAMS))
 def test_preset_arch_parameter_counts(size):
     """The det presets' scaling with the Ins head gives the published Ins counts."""

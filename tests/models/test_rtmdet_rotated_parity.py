@@ -132,6 +132,7 @@ def test_serialization_round_trip(case):
     assert isinstance(clone, RTMDetRotated) and clone.iou_threshold == model.iou_threshold
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("size", list(ROTATED_PARAMS))
 def test_preset_parameter_counts(size):
     spec = RTMDET_ROTATED_PRESETS[f"rtmdet_r_{size}_dota"]
@@ -139,6 +140,7 @@ def test_preset_parameter_counts(size):
     assert trainable_parameter_count(RTMDetRotated.from_arch(**spec["arch"])) == ROTATED_PARAMS[size]
 
 
+@pytest.mark.backend_independent
 def test_presets_name_official_checkpoints():
     for name, spec in RTMDET_ROTATED_PRESETS.items():
         assert spec["checkpoint_url"].startswith("https://download.openmmlab.com/mmrotate/v1.0/rotated_rtmdet/")

@@ -90,7 +90,7 @@ def test_every_available_path_agrees():
         np.testing.assert_array_equal(results[0], other)
 
 
-@pytest.mark.skipif(keras.config.backend() != "jax", reason="jit check of the JAX path")
+@pytest.mark.backends("jax")
 def test_nms_compiles_under_jax_jit():
     import jax
 

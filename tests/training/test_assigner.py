@@ -362,7 +362,7 @@ def test_eager_call_matches_fixture():
         check_against_fixture(out, case, b)
 
 
-@pytest.mark.skipif(keras.config.backend() != "jax", reason="jit check of the JAX path")
+@pytest.mark.backends("jax")
 def test_jax_jit_matches_fixture():
     import jax
 
@@ -382,7 +382,7 @@ def test_jax_jit_matches_fixture():
         check_against_fixture({k: np.asarray(v) for k, v in jitted.items()}, case, b)
 
 
-@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="XLA check of the TF path")
+@pytest.mark.backends("tensorflow")
 def test_tensorflow_xla_matches_fixture():
     import tensorflow as tf
 

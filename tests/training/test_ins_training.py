@@ -8,7 +8,7 @@ from keras_rtmdet import RTMDetIns
 from keras_rtmdet.data.synthetic import draw_sample
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from tests.test_case import one_batch_forever
-from tests.training.test_overfit import iou_matrix
+from tests.test_case import iou_matrix
 
 SIZE, SLOTS = 64, 3
 
@@ -86,7 +86,8 @@ def test_missing_masks_are_rejected():
         model.fit(images, {"boxes": targets["boxes"], "labels": targets["labels"]}, verbose=0)
 
 
-STEPS, IMAGES = 200, 4
+# 120 steps pass on every backend; on torch 80 and 30 fail (mask IoU below 0.7). 160 keep a margin.
+STEPS, IMAGES = 160, 4
 
 
 def test_tiny_ins_overfits_generated_shapes():

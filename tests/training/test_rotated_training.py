@@ -16,10 +16,12 @@ from keras_rtmdet.training.dynamic_soft_label_assigner import DynamicSoftLabelAs
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from keras_rtmdet.training.rotated_assigner import RotatedDynamicSoftLabelAssigner
 from keras_rtmdet.training.rotated_losses import rtmdet_rotated_loss
+from tests.test_case import one_batch_forever
 from tests.test_case import to_numpy
 
 SIZE = 64
-STEPS, IMAGES = int(__import__("os").environ.get("ROT_STEPS", 200)), 4
+# 120 steps pass on every backend, so do 80 (torch); 30 fail (loss drop 4.7× for the 10× asked).
+STEPS, IMAGES = 120, 4
 COLOURS = [[255, 60, 60], [60, 255, 60], [60, 60, 255]]
 
 
@@ -108,7 +110,7 @@ def overfitted():
     # too, but too slowly for a CPU test.
     model = tiny_rotated_model(exp_on_reg=True)
     model.compile(optimizer=rtmdet_optimizer(model, STEPS, 1, IMAGES, base_learning_rate=0.01, base_batch_size=IMAGES))
-    history = model.fit(images, targets, batch_size=IMAGES, epochs=STEPS, verbose=0).history
+    history = model.fit(one_batch_forever(images, targets), steps_per_epoch=1, epochs=STEPS, verbose=0).history
     return model, images, targets, history
 
 

@@ -1,52 +1,42 @@
 """`fit` runs RTMDet's training path on every backend."""
 
-import keras
 import numpy as np
 import pytest
 
-from keras_rtmdet import RTMDet
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from tests.test_case import one_batch_forever
+from tests.test_case import shapes_batch
+from tests.test_case import tiny_model
 from tests.test_case import to_numpy
 
-SIZE = 64
+EPOCHS = 30
 
 
-def shapes_batch(num_images=4, seed=0):
-    """Coloured rectangles on a grey background; class = colour."""
-    rng = np.random.default_rng(seed)
-    images = np.full((num_images, SIZE, SIZE, 3), 40, np.float32)
-    boxes = np.full((num_images, 3, 4), -1, np.float32)
-    labels = np.full((num_images, 3), -1, np.int32)
-    colours = [[255, 60, 60], [60, 255, 60], [60, 60, 255]]
-    for i in range(num_images):
-        for j in range(2):
-            # One object per half of the image, so that none hides another.
-            # At least 20 px: four or more stride-8 priors fall inside every
-            # box. With only one, a prior whose initial box comes out inverted
-            # has IoU 0, hence a zero soft label and zero box-loss weight (as in
-            # the reference), and that object may never be learnt.
-            w, h = rng.integers(20, SIZE // 2 - 2), rng.integers(20, 30)
-            x0, y0 = j * SIZE // 2 + rng.integers(0, SIZE // 2 - w), rng.integers(0, SIZE - h)
-            c = int(rng.integers(0, 3))
-            images[i, y0 : y0 + h, x0 : x0 + w] = colours[c]
-            boxes[i, j] = [x0, y0, x0 + w, y0 + h]
-            labels[i, j] = c
-    return images, {"boxes": boxes, "labels": labels}
+@pytest.fixture(scope="module")
+def compiled_det():
+    """A tiny RTMDet compiled with the recipe's optimizer, and its variables' start values.
 
-
-def tiny_model(**kwargs):
-    keras.utils.set_random_seed(1)
-    return RTMDet.from_arch(0.167, 0.125, 1, False, num_classes=3, image_size=(SIZE, SIZE), **kwargs)
-
-
-def test_fit_trains_and_reports_the_loss_terms():
-    images, targets = shapes_batch()
+    The tests that `fit` it set every variable (the optimizer's included) back to the start first:
+    a fresh model each would trace and compile the very same train step again.
+    """
     model = tiny_model()
-    epochs = 30
-    model.compile(optimizer=rtmdet_optimizer(model, epochs, 1, 4, base_learning_rate=0.004, base_batch_size=4))
+    model.compile(optimizer=rtmdet_optimizer(model, EPOCHS, 1, 4, base_learning_rate=0.004, base_batch_size=4))
+    variables = model.variables + model.optimizer.variables
+    start = [to_numpy(v.value) for v in variables]
+
+    def fresh():
+        for variable, value in zip(variables, start, strict=True):
+            variable.assign(value)
+        return model
+
+    return fresh
+
+
+def test_fit_trains_and_reports_the_loss_terms(compiled_det):
+    images, targets = shapes_batch()
+    model = compiled_det()
     before = to_numpy(model.head.rtm_reg[0].kernel).copy()
-    history = model.fit(one_batch_forever(images, targets), steps_per_epoch=1, epochs=epochs, verbose=0).history
+    history = model.fit(one_batch_forever(images, targets), steps_per_epoch=1, epochs=EPOCHS, verbose=0).history
     assert {"loss", "loss_cls", "loss_bbox"} <= set(history)
     losses = np.array(history["loss"])
     assert np.all(np.isfinite(losses))
@@ -58,12 +48,11 @@ def test_fit_trains_and_reports_the_loss_terms():
     assert not np.allclose(to_numpy(model.head.rtm_reg[0].kernel), before)
 
 
-def test_batch_without_objects_trains_without_nan():
-    images, _ = shapes_batch(2)
-    empty = {"boxes": np.full((2, 3, 4), -1, np.float32), "labels": np.full((2, 3), -1, np.int32)}
-    model = tiny_model()
-    model.compile(optimizer=rtmdet_optimizer(model, 2, 1, 2))
-    history = model.fit(images, empty, batch_size=2, epochs=2, verbose=0).history
+def test_batch_without_objects_trains_without_nan(compiled_det):
+    images, _ = shapes_batch()
+    empty = {"boxes": np.full((4, 3, 4), -1, np.float32), "labels": np.full((4, 3), -1, np.int32)}
+    model = compiled_det()
+    history = model.fit(one_batch_forever(images, empty), steps_per_epoch=1, epochs=2, verbose=0).history
     assert history["loss_bbox"] == [0.0, 0.0]
     assert np.all(np.isfinite(history["loss_cls"]))
     assert all(np.all(np.isfinite(to_numpy(v))) for v in model.weights)

@@ -110,6 +110,7 @@ def test_published_checkpoint_layout_with_message_hub(tmp_path):
     model.load_checkpoint(path)
 
 
+@pytest.mark.backend_independent
 def test_corrupt_and_missing_files_are_reported(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"this is not a checkpoint")
@@ -119,6 +120,7 @@ def test_corrupt_and_missing_files_are_reported(tmp_path):
         read_checkpoint(tmp_path / "nowhere.pth")
 
 
+@pytest.mark.backend_independent
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"Unknown preset 'rtmdet_s_cooc'.*rtmdet_s_coco"):
         RTMDet.from_preset("rtmdet_s_cooc")
@@ -156,6 +158,7 @@ def test_from_preset_downloads_verifies_converts_and_caches(mini_preset, tmp_pat
     np.testing.assert_allclose(to_numpy(cached(x)["cls_logits"]), to_numpy(model(x)["cls_logits"]), atol=1e-6)
 
 
+@pytest.mark.backend_independent
 def test_hash_mismatch_is_rejected(mini_preset, tmp_path):
     mini_preset["sha256_prefix"] = "00000000"
     with pytest.raises(CheckpointError, match="expected a hash starting with 00000000"):
@@ -163,6 +166,7 @@ def test_hash_mismatch_is_rejected(mini_preset, tmp_path):
     assert not (tmp_path / "home" / "checkpoints" / "mini.pth").exists()
 
 
+@pytest.mark.backend_independent
 def test_offline_error_says_where_to_put_the_file(mini_preset, tmp_path):
     mini_preset["checkpoint_url"] = "file:///nonexistent/mini.pth"
     with pytest.raises(CheckpointError, match=r"place it at .*checkpoints/mini\.pth"):
