@@ -5,8 +5,9 @@ import tempfile
 
 if "PYTEST_XDIST_WORKER" in os.environ:
     # `make test` runs two pytest-xdist workers on two cores. A worker's own pool of two threads
-    # would oversubscribe them, and OpenMP's spinning threads then wait on each other (the eager torch
-    # overfit tests took 4-5x longer). One thread each, set before any backend starts.
+    # would oversubscribe them, and OpenMP's spinning threads then wait on each other (an eager
+    # torch training step of the overfit tests took 1.06 s against 0.16 s with one thread each).
+    # One thread each, set before any backend starts.
     for _variable in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ.setdefault(_variable, "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

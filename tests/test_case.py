@@ -60,6 +60,17 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def variable_values(variables):
+    """The values of `variables` as numpy arrays, to set them back with `assign_values`."""
+    return [to_numpy(v.value) for v in variables]
+
+
+def assign_values(variables, values):
+    """Sets every variable back to its value in `values` (from `variable_values`)."""
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
 def trainable_parameter_count(model):
     """Trainable scalars of `model`, each shared variable once (as the reference counts)."""
     return sum(int(np.prod(v.shape)) for v in model.trainable_weights)

@@ -51,6 +51,7 @@ def suite(pytester):
         (("--backend-independent=deselect",), {"sensitive", "this_backend"}, 3),
         (("--run-slow",), {"sensitive", "independent", "this_backend", "full_size"}, 1),
     ],
+    ids=["default", "backend-independent-deselected", "run-slow"],
 )
 def test_passes_choose_their_tests_by_deselection(suite, options, passed, deselected):
     result = suite.runpytest("-p", "no:cacheprovider", "-v", *options)

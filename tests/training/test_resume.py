@@ -7,9 +7,11 @@ import pytest
 from keras_rtmdet.training.ema import ExpMomentumEMA
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from keras_rtmdet.training.resumable import resumable_training_callbacks
-from tests.test_case import to_numpy
+from tests.test_case import assign_values
 from tests.test_case import shapes_batch
 from tests.test_case import tiny_model
+from tests.test_case import to_numpy
+from tests.test_case import variable_values
 
 EPOCHS, BATCH, NUM_IMAGES = 3, 2, 4
 STEPS_PER_EPOCH = NUM_IMAGES // BATCH
@@ -50,16 +52,12 @@ def variables(model):
 
 
 def state(model, ema):
-    return (
-        [to_numpy(v.value) for v in model.weights],
-        [to_numpy(v.value) for v in model.optimizer.variables],
-        [to_numpy(v.value) for v in ema.ema_variables],
-    )
+    return tuple(variable_values(group) for group in (model.weights, model.optimizer.variables, ema.ema_variables))
 
 
 def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     model = compiled_model()
-    start = [to_numpy(v.value) for v in variables(model)]
+    start = variable_values(variables(model))
     ema = ExpMomentumEMA(**EMA)
     full = run(model, [ema]).history
     expected = state(model, ema)
@@ -68,8 +66,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     # The killed run starts from the same fresh state. It reuses this model and its compiled
     # train step (a fresh model would trace and compile the very same step again) with every
     # variable, the optimizer's slots and iteration count included, set back to its start.
-    for variable, value in zip(variables(model), start, strict=True):
-        variable.assign(value)
+    assign_values(variables(model), start)
     assert int(to_numpy(model.optimizer.iterations)) == 0
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -79,8 +76,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     # The resumed run starts from the fresh state again, with new callbacks (a new EMA): the state it
     # resumes with can only come from the files in run_dir. (A fresh model would only compile the
     # same train step once more.)
-    for variable, value in zip(variables(model), start, strict=True):
-        variable.assign(value)
+    assign_values(variables(model), start)
     callbacks = resumable_training_callbacks(run_dir, **EMA)
     ema = callbacks[-1]
     resumed = run(model, callbacks).history

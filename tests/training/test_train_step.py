@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
+from tests.test_case import assign_values
 from tests.test_case import one_batch_forever
 from tests.test_case import shapes_batch
 from tests.test_case import tiny_model
 from tests.test_case import to_numpy
+from tests.test_case import variable_values
 
 EPOCHS = 30
 
@@ -22,11 +24,10 @@ def compiled_det():
     model = tiny_model()
     model.compile(optimizer=rtmdet_optimizer(model, EPOCHS, 1, 4, base_learning_rate=0.004, base_batch_size=4))
     variables = model.variables + model.optimizer.variables
-    start = [to_numpy(v.value) for v in variables]
+    start = variable_values(variables)
 
     def fresh():
-        for variable, value in zip(variables, start, strict=True):
-            variable.assign(value)
+        assign_values(variables, start)
         return model
 
     return fresh
