@@ -1,4 +1,5 @@
 import atexit
+import collections
 import os
 import shutil
 import tempfile
@@ -25,12 +26,14 @@ if os.environ.get("KERAS_BACKEND") == "jax" and "JAX_COMPILATION_CACHE_DIR" not 
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _jax_cache  # programs compiled in over 1 s (JAX's default)
 
 import keras  # noqa: E402
+import pytest  # noqa: E402
 
 # The tiers (tests/README.md). Tests not chosen for a pass are deselected, never skipped: the
 # summary counts them apart, and a skip keeps meaning "could not run here".
 BACKEND_INDEPENDENT = "backend_independent"  # the result cannot depend on the Keras backend: one pass
 BACKENDS = "backends"  # backends("jax", ...): a check of those backends' own code path only
 SLOW = "slow"  # full-size or long: the default tier covers the same behaviour at small size
+DESELECTED = pytest.StashKey[dict]()  # {reason: count} of this pass
 
 
 def pytest_addoption(parser):
@@ -55,22 +58,41 @@ def pytest_configure(config):
 
 def _deselect_reason(item, config):
     if SLOW in item.keywords and not config.getoption("--run-slow"):
-        return "slow"
+        return "slow tier"
     if BACKEND_INDEPENDENT in item.keywords and config.getoption("--backend-independent") == "deselect":
-        return "backend-independent, run in another pass"
+        return "backend-independent, run in the first pass"
     marker = item.get_closest_marker(BACKENDS)
     if marker is not None and keras.config.backend() not in marker.args:
-        return f"checks {', '.join(marker.args)} only"
+        return f"{'/'.join(marker.args)} only"
     return None
 
 
 def pytest_collection_modifyitems(config, items):
-    kept, deselected = [], []
+    kept, deselected, reasons = [], [], collections.Counter()
     for item in items:
-        (deselected if _deselect_reason(item, config) else kept).append(item)
+        reason = _deselect_reason(item, config)
+        (deselected if reason else kept).append(item)
+        if reason:
+            reasons[reason] += 1
+    config.stash[DESELECTED] = dict(reasons)
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+        config.workeroutput["deselected"] = dict(reasons)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller collects nothing itself: it takes the workers' (equal) deselections."""
+    if "deselected" in getattr(node, "workeroutput", {}):
+        node.config.stash[DESELECTED] = node.workeroutput["deselected"]
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    reasons = config.stash.get(DESELECTED, {})
+    detail = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    terminalreporter.write_line(f"deselected: {sum(reasons.values())}" + (f" ({detail})" if detail else ""))
 
 
 def pytest_report_header(config):

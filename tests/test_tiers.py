@@ -60,3 +60,10 @@ def test_passes_choose_their_tests_by_deselection(suite, options, passed, desele
     assert "skipped" not in outcomes
     ran = {line.split("::test_")[1].split()[0] for line in result.outlines if " PASSED" in line}
     assert ran == passed
+    result.stdout.fnmatch_lines([f"deselected: {deselected} (*"])
+
+
+def test_an_xdist_pass_reports_its_deselections(suite):
+    result = suite.runpytest("-p", "no:cacheprovider", "-n", "2", "--backend-independent=deselect")
+    assert result.parseoutcomes().get("passed") == 2
+    result.stdout.fnmatch_lines(["deselected: 3 (*1 backend-independent, run in the first pass*"])
