@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-.PHONY: install demo test test-all
+.PHONY: install demo test test-all parity-full
 install: $(VENV)/.installed
 
 demo: install
@@ -34,3 +34,11 @@ test: install
 # Everything, the slow tier (full-size models) included.
 test-all: install
 	$(MAKE) test PYTEST_ARGS="$(PYTEST_ARGS) --run-slow"
+
+# Every size of det, Ins and rotated against MMDetection / MMRotate at full size, on each backend, then
+# the table of worst errors. Dumps are made on first use (tests/models/reference_dumps.py: ~10 min, 4 GB).
+parity-full: install
+	@for backend in $(BACKENDS); do \
+		KERAS_BACKEND=$$backend RTMDET_PARITY_MODELS=all $(PY) -m pytest -q -p no:cacheprovider --run-slow \
+			tests/models/test_full_size_parity.py || status=1; \
+	done; $(PY) -m tests.models.reference_dumps; exit $${status:-0}

@@ -8,6 +8,7 @@ from keras_rtmdet.layers.conv_module import BN_MOMENTUM
 from keras_rtmdet.layers.conv_module import BatchNormBlock
 from keras_rtmdet.layers.conv_module import ConvModule
 from keras_rtmdet.layers.conv_module import DepthwiseSeparableConvModule
+from keras_rtmdet.ops.reductions import spatial_mean
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
@@ -15,7 +16,8 @@ class ChannelAttention(keras.layers.Layer):
     """Squeeze-excite style gate: `x * hard_sigmoid(fc(mean_hw(x)))`.
 
     The gate is computed in float32 (the reference disables autocast there).
-    Hard sigmoid is PyTorch's: `clip(x / 6 + 1 / 2, 0, 1)`.
+    Hard sigmoid is PyTorch's: `clip(x / 6 + 1 / 2, 0, 1)`. The mean is a `spatial_mean`
+    (TensorFlow's one-step mean over H·W loses RTMDet-x's parity at 640²).
 
     Input and output: (batch, H, W, C).
     """
@@ -30,7 +32,7 @@ class ChannelAttention(keras.layers.Layer):
         self.fc.build((None, 1, 1, channels))
 
     def call(self, x):
-        pooled = ops.mean(ops.cast(x, "float32"), axis=(1, 2), keepdims=True)
+        pooled = spatial_mean(ops.cast(x, "float32"))
         gate = ops.clip(self.fc(pooled) / 6.0 + 0.5, 0.0, 1.0)
         return x * ops.cast(gate, x.dtype)
 

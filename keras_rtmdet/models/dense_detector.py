@@ -20,6 +20,7 @@ from keras_rtmdet.ops.dense_postprocess import pad_detections
 from keras_rtmdet.ops.dense_postprocess import select_candidates
 from keras_rtmdet.ops.dense_postprocess import top_detections
 from keras_rtmdet.ops.nms import NMS_METHODS
+from keras_rtmdet.ops.no_gradients import no_gradients
 from keras_rtmdet.ops.priors import level_sizes
 from keras_rtmdet.ops.priors import point_priors
 from keras_rtmdet.utils.datasets import is_dataset
@@ -356,7 +357,7 @@ class DenseDetector(keras.Model):
         Returns: like `predict`, as backend tensors.
         """
         images = ops.convert_to_tensor(images, "float32")
-        with self.postprocess_settings(**settings):
+        with self.postprocess_settings(**settings), no_gradients():
             outputs = self.raw_outputs(images, normalized=normalized)
             return self.postprocess(outputs, images.shape[1:3], scale_factors)
 

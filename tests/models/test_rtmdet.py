@@ -119,3 +119,10 @@ def test_detect_matches_predict_on_a_preprocessed_batch(tiny):
     detected = {k: to_numpy(v) for k, v in tiny.detect(image[None].astype("float32")).items()}
     np.testing.assert_array_equal(predicted["labels"], detected["labels"])
     np.testing.assert_allclose(predicted["boxes"], detected["boxes"], atol=1e-3)
+
+
+@pytest.mark.backends("torch")
+def test_detect_records_no_backward_graph(tiny):
+    """Eager torch would otherwise keep every activation of the forward alive with its outputs."""
+    out = tiny.detect(np.zeros((1, 96, 128, 3), "float32"))
+    assert not any(value.requires_grad for value in out.values())

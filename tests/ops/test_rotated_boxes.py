@@ -60,6 +60,43 @@ def test_iou_keeps_precision_far_from_the_origin():
     assert np.abs(ours - reference).max() <= 1e-5
 
 
+def _pairs_like(a, rng, jitter, size_jitter, turn, quarter_turns=False):
+    """Copies of boxes `a` moved by `jitter`·size, resized by 1 ± `size_jitter`, turned by ±`turn` rad."""
+    b = a.copy()
+    n = len(a)
+    b[:, :2] += rng.uniform(-jitter, jitter, (n, 2)) * a[:, 2:4].max(1, keepdims=True)
+    b[:, 2:4] *= 1.0 + rng.uniform(-size_jitter, size_jitter, (n, 2))
+    b[:, 4] += rng.uniform(-turn, turn, n) + (rng.integers(0, 4, n) * math.pi / 2 if quarter_turns else 0.0)
+    return b
+
+
+def precision_regime(name, n=1000, seed=5):
+    """Box pairs where a float32 IoU loses precision most easily (issue 18), far from the origin."""
+    rng = np.random.default_rng(seed)
+    sizes = {"near-identical": (1, 100), "nearly parallel": (1, 100), "thin": (20, 200), "large": (300, 2000)}[name]
+    a = np.c_[rng.uniform(0, 4000, (n, 2)), rng.uniform(*sizes, (n, 2)), rng.uniform(-math.pi, math.pi, n)]
+    if name == "near-identical":
+        b = _pairs_like(a, rng, 1e-3, 1e-3, 1e-2)
+    elif name == "nearly parallel":
+        b = _pairs_like(a, rng, 0.3, 0.5, 1e-3, quarter_turns=True)
+    elif name == "thin":
+        a[:, 3] = a[:, 2] / rng.uniform(10, 50, n)
+        b = _pairs_like(a, rng, 0.02, 0.2, 0.03)
+    else:
+        b = _pairs_like(a, rng, 0.3, 0.5, math.pi)
+    return a.astype("float32"), b.astype("float32")
+
+
+@pytest.mark.parametrize("regime", ["near-identical", "nearly parallel", "thin", "large"])
+def test_iou_keeps_float32_precision_in_hard_regimes(regime):
+    """Within 1e-5 of a float64 polygon clip of the same float32 boxes (mmcv's float32 kernel: 2e-6)."""
+    a, b = precision_regime(regime)
+    ours = to_numpy(aligned_rotated_iou(a, b))
+    reference = np.array([rotated_iou_oracle(x, y) for x, y in zip(a.astype(float), b.astype(float))])
+    assert np.median(reference) > (0.9 if regime == "near-identical" else 0.05)
+    assert np.abs(ours - reference).max() <= 1e-5
+
+
 SPECIAL_CASES = {
     "identical": ([10, 10, 8, 4, 0.3], [10, 10, 8, 4, 0.3], 1.0),
     "same box, w/h swapped": ([10, 10, 8, 4, 0.3], [10, 10, 4, 8, 0.3 + math.pi / 2], 1.0),
@@ -110,7 +147,7 @@ def _gradient(fn, x):
 
 
 def test_gradients_are_finite_for_degenerate_and_identical_boxes():
-    """No NaN/inf in value or gradient: identical, swapped, zero-size, negative-size, touching, far apart."""
+    """No NaN/inf in value or gradient: identical, swapped, zero-size, negative-size, touching, far, near-identical."""
     boxes = np.array(
         [
             [10, 10, 8, 4, 0.3],
@@ -125,10 +162,12 @@ def test_gradients_are_finite_for_degenerate_and_identical_boxes():
     )
     targets = np.tile(np.array([[10, 10, 8, 4, 0.3]], "float32"), (len(boxes), 1))
     targets[4] = [10, 10, 8, 4, 0.0]
+    near_boxes, near_targets = precision_regime("near-identical", n=50)
+    boxes, targets = np.concatenate([boxes, near_boxes]), np.concatenate([targets, near_targets])
     values = to_numpy(aligned_rotated_iou(boxes, targets))
     assert np.all(np.isfinite(values)) and values[0] == pytest.approx(1.0) and values[1] == pytest.approx(1.0)
     grad = _gradient(lambda v: ops.sum(aligned_rotated_iou(v, targets)), boxes)
-    assert np.all(np.isfinite(grad))
+    assert np.all(np.isfinite(grad)) and np.abs(grad[7:]).max() > 0
     # A partly overlapping pair moves towards more overlap along the offset axis.
     pair = np.array([[13, 10, 8, 4, 0.1]], "float32")
     g = _gradient(lambda v: ops.sum(aligned_rotated_iou(v, np.array([[10, 10, 8, 4, 0.0]], "float32"))), pair)

@@ -15,8 +15,10 @@ from keras_rtmdet.training.detection_targets import normalize_rotated_targets
 from keras_rtmdet.training.rotated_assigner import RotatedDynamicSoftLabelAssigner
 from keras_rtmdet.training.rotated_losses import rtmdet_rotated_loss
 
-# Rotated NMS builds a (max_candidates)² IoU matrix per image; MMRotate keeps
-# up to nms_pre=2000 per level before its NMS, and 2000 detections after it.
+# Rotated NMS builds a (max_candidates)² IoU matrix per image. MMRotate keeps
+# up to nms_pre=2000 per level (6000 in all) before its NMS and 2000
+# detections after it; mmdeploy's cap of 2000 candidates is the default here,
+# and max_candidates=6000 gives MMRotate's output when more boxes qualify.
 DEFAULT_ROTATED_MAX_CANDIDATES = 2000
 ROTATED_BOX_FORMAT = "xywha"
 
