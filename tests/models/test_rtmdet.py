@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keras_rtmdet import RTMDet
+from keras_rtmdet.utils.detection_matching import match_detections
 from tests.test_case import FIXTURES
 from tests.test_case import build_shapes_only
 from tests.test_case import run_serialization_test
@@ -114,11 +115,21 @@ def test_bad_settings_are_rejected(tiny):
 
 
 def test_detect_matches_predict_on_a_preprocessed_batch(tiny):
+    """The same detections; the compiled and eager graphs round differently (TF: 7e-6 on the scores), so
+    two near-equal scores may come out in either order, or either side of the max_detections cut."""
     image = np.random.default_rng(3).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     predicted = tiny.predict(image, verbose=0)
     detected = {k: to_numpy(v) for k, v in tiny.detect(image[None].astype("float32")).items()}
-    np.testing.assert_array_equal(predicted["labels"], detected["labels"])
-    np.testing.assert_allclose(predicted["boxes"], detected["boxes"], atol=1e-3)
+    n = int(predicted["num_detections"][0])
+    assert int(detected["num_detections"][0]) == n > 0
+    result = match_detections(
+        tuple(predicted[key][0, :n] for key in ("boxes", "scores", "labels")),
+        tuple(detected[key][0, :n] for key in ("boxes", "scores", "labels")),
+        box_tol=1e-3,
+        score_tol=1e-4,
+        score_floors=[float(predicted["scores"][0, n - 1])],  # a near-tie at the max_detections cut
+    )
+    assert result["matched"] >= n - 2 and not result["unexplained_ours"] and not result["unexplained_reference"]
 
 
 @pytest.mark.backends("torch")
