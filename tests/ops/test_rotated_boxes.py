@@ -135,9 +135,9 @@ def _gradient(fn, x):
     if backend == "torch":
         import torch
 
-        v = torch.tensor(x, requires_grad=True)
+        v = ops.convert_to_tensor(x).detach().requires_grad_(True)  # on Keras' device
         fn(v).backward()
-        return v.grad.numpy()
+        return v.grad.cpu().numpy()
     import tensorflow as tf
 
     v = tf.Variable(x)

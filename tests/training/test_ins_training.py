@@ -86,8 +86,9 @@ def test_missing_masks_are_rejected():
         model.fit(images, {"boxes": targets["boxes"], "labels": targets["labels"]}, verbose=0)
 
 
-# 120 steps pass on every backend; on torch 80 and 30 fail (mask IoU below 0.7). 160 keep a margin.
-STEPS, IMAGES = 160, 4
+# The worst mask IoU (bar 0.7) after 160 steps is 0.698 on torch since BatchNorm's statistics became two-pass
+# (issue 18); after 200: torch 0.736, JAX 0.735, TF 0.760.
+STEPS, IMAGES = 200, 4
 
 
 def test_tiny_ins_overfits_generated_shapes():
