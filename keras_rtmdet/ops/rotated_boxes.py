@@ -8,7 +8,9 @@ have the angle in [−π/2, π/2) (and, once regularised, w ≥ h).
 `rotated_iou` is exact (edge clipping with Green's theorem, no vertex sort;
 spec `rtmdet-rotated-and-mmyolo.md` §5.3), differentiable almost everywhere,
 and gives finite values and gradients for identical, touching, nested and
-degenerate boxes.
+degenerate boxes. Each crossing of two edges is computed once and bounds both
+edges, so float32 stays within 1e-6 of a float64 clip for near-identical,
+nearly parallel, thin and large boxes too.
 """
 
 import math
