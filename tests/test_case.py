@@ -108,7 +108,7 @@ def one_batch_forever(x, y):
 
 
 def load_fixture(name):
-    """The arrays and meta.json of a reference fixture folder."""
+    """The arrays and meta.json of a reference fixture folder: a name under tests/fixtures, or a path."""
     folder = os.path.join(FIXTURES, name)
     data = {"path": folder}
     for part in ("inputs", "features", "head", "preds"):
@@ -123,12 +123,17 @@ def nchw_to_nhwc(x):
     return np.transpose(x, (0, 2, 3, 1))
 
 
-def assert_dense_close(actual, reference_nchw, name):
-    """max|Δ| ≤ 2e-4 · max|ref|, the fixtures' dense-array tolerance."""
+def dense_relative_error(actual, reference_nchw, name):
+    """max|Δ| / max|ref| of an NHWC result against an NCHW (or flat) reference array."""
     ref = nchw_to_nhwc(reference_nchw) if reference_nchw.ndim == 4 else reference_nchw
     actual = to_numpy(actual)
     assert actual.shape == ref.shape, f"{name}: shape {actual.shape} != {ref.shape}"
-    err = np.abs(actual - ref).max() / np.abs(ref).max()
+    return float(np.abs(actual - ref).max() / np.abs(ref).max())
+
+
+def assert_dense_close(actual, reference_nchw, name):
+    """max|Δ| ≤ 2e-4 · max|ref|, the fixtures' dense-array tolerance."""
+    err = dense_relative_error(actual, reference_nchw, name)
     assert err <= DENSE_REL_TOL, f"{name}: relative error {err:.3g} > {DENSE_REL_TOL}"
     return err
 

@@ -26,6 +26,8 @@ from keras_rtmdet.utils import reference_fixture
 from tests.models.reference_dumps import reference_dump
 from tests.models.reference_dumps import selected_models
 from tests.test_case import DENSE_REL_TOL
+from tests.test_case import dense_relative_error
+from tests.test_case import load_fixture
 from tests.test_case import nchw_to_nhwc
 from tests.test_case import to_numpy
 
@@ -33,13 +35,6 @@ from tests.test_case import to_numpy
 # pixels whose mask differs. Pixels whose logit sits on the 0.5 threshold flip with any float32 rounding.
 MAX_MASK_FLIP_FRACTION = 1e-3
 TASKS = {"det": RTMDet, "ins": RTMDetIns, "rot": RTMDetRotated}
-
-
-def load_dump(folder):
-    data = {part: dict(np.load(folder / f"{part}.npz")) for part in ("inputs", "features", "head", "preds")}
-    data["meta"] = json.loads((folder / "meta.json").read_text())
-    data["checkpoint"] = folder / "checkpoint.pth"
-    return data
 
 
 def build_model(dump):
@@ -65,26 +60,20 @@ def build_model(dump):
     return model
 
 
-def relative_error(actual, reference):
-    reference = nchw_to_nhwc(reference) if reference.ndim == 4 else reference
-    actual = to_numpy(actual)
-    assert actual.shape == reference.shape, f"shape {actual.shape} != {reference.shape}"
-    return float(np.abs(actual - reference).max() / np.abs(reference).max())
-
-
 def dense_errors(model, dump):
     """Relative max error of every recorded feature map and head output, square and letterboxed batch."""
     errors = {}
     features, head_ref = dump["features"], dump["head"]
-    for prefix, key in (("", "inputs"), ("pipe_", "pipe_input")):
-        feats = model.backbone(nchw_to_nhwc(dump["inputs"][key]))
+    for prefix, batch in (("", "inputs"), ("pipe_", "pipe_input")):
+        feats = model.backbone(nchw_to_nhwc(dump["inputs"][batch]))
         neck = model.neck(feats)
         head = model.head(neck)
         if not prefix:
             for level, name in enumerate(["backbone_stage2", "backbone_stage3", "backbone_stage4"]):
-                errors[name] = relative_error(feats[level], features[name])
+                errors[name] = dense_relative_error(feats[level], features[name], name)
             for level in range(3):
-                errors[f"neck_out_{level}"] = relative_error(neck[level], features[f"neck_out_{level}"])
+                name = f"neck_out_{level}"
+                errors[name] = dense_relative_error(neck[level], features[name], name)
         for output, name in (
             ("cls_scores", "cls_score"),
             ("bbox_preds", "bbox_pred"),
@@ -92,11 +81,12 @@ def dense_errors(model, dump):
             ("kernel_preds", "kernel_pred"),
         ):
             for level in range(3):
-                reference = head_ref.get(f"{prefix}{name}_{level}")
-                if reference is not None:
-                    errors[f"{prefix}{name}_{level}"] = relative_error(head[output][level], reference)
+                key = f"{prefix}{name}_{level}"
+                if key in head_ref:
+                    errors[key] = dense_relative_error(head[output][level], head_ref[key], key)
         if f"{prefix}mask_feat" in head_ref:
-            errors[f"{prefix}mask_feat"] = relative_error(head["mask_feat"], head_ref[f"{prefix}mask_feat"])
+            key = f"{prefix}mask_feat"
+            errors[key] = dense_relative_error(head["mask_feat"], head_ref[key], key)
     return errors
 
 
@@ -195,7 +185,7 @@ def failures(report):
 @pytest.mark.parametrize("name", selected_models())
 def test_full_size_model_matches_reference(name):
     folder = reference_dump(name)
-    dump = load_dump(folder)
+    dump = load_fixture(folder)
     model = build_model(dump)
     with no_gradients():
         dense = dense_errors(model, dump)
