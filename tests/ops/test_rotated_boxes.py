@@ -133,8 +133,6 @@ def _gradient(fn, x):
 
         return np.asarray(jax.grad(lambda v: fn(v))(x))
     if backend == "torch":
-        import torch
-
         v = ops.convert_to_tensor(x).detach().requires_grad_(True)  # on Keras' device
         fn(v).backward()
         return v.grad.cpu().numpy()
