@@ -107,6 +107,27 @@ def one_batch_forever(x, y):
     return tf.data.Dataset.from_tensors((x, y)).repeat()
 
 
+class AtStep(keras.callbacks.Callback):
+    """Runs `action(model)` once, when training step (`epoch`, `batch`), both 0-based, begins or ends (`when`)."""
+
+    def __init__(self, epoch, batch, action, when="begin"):
+        super().__init__()
+        self.at, self.action, self.when, self.epoch = (epoch, batch), action, when, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def _step(self, batch, when):
+        if (self.epoch, batch) == self.at and when == self.when:
+            self.action(self.model)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step(batch, "begin")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step(batch, "end")
+
+
 def load_fixture(name):
     """The arrays and meta.json of a reference fixture folder: a name under tests/fixtures, or a path."""
     folder = os.path.join(FIXTURES, name)

@@ -14,6 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from keras_rtmdet.cli.arg_types import image_size
+from keras_rtmdet.cli.arg_types import positive_int
+
 HELP = "convert an MMDetection .pth checkpoint into a Keras preset directory"
 _TRUE, _FALSE = ("true", "1", "yes", "y"), ("false", "0", "no", "n")
 
@@ -43,20 +46,6 @@ def parse_arch(text):
     return arch
 
 
-def parse_image_size(text):
-    """`"640"` → (640, 640); `"480,640"` or `"480x640"` → (height, width); multiples of 32."""
-    parts = text.lower().replace("x", ",").split(",")
-    try:
-        size = tuple(int(p) for p in parts)
-    except ValueError:
-        size = ()
-    if len(size) == 1:
-        size = size * 2
-    if len(size) != 2 or any(s < 32 or s % 32 for s in size):
-        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHT,WIDTH, multiples of 32; got {text!r}")
-    return size
-
-
 def add_parser(subparsers):
     parser = subparsers.add_parser("convert", help=HELP, description=HELP)
     parser.add_argument("checkpoint", metavar="CKPT", help="MMDetection .pth checkpoint")
@@ -68,9 +57,11 @@ def add_parser(subparsers):
         metavar="D,W,N,E",
         help="deepen_factor,widen_factor,neck_num_csp_blocks,exp_on_reg, e.g. 0.167,0.125,1,false",
     )
-    parser.add_argument("--image-size", type=parse_image_size, help="input size for --arch (default 640)")
     parser.add_argument(
-        "--num-classes", type=int, default=80, help="classes of the head for --arch (default 80)"
+        "--image-size", type=image_size, metavar="SIZE", help="input size for --arch, SIZE or H,W (default 640)"
+    )
+    parser.add_argument(
+        "--num-classes", type=positive_int, default=80, help="classes of the head for --arch (default 80)"
     )
     parser.add_argument("--out", required=True, help="preset directory to write")
     parser.set_defaults(run=run, parser=parser)
@@ -99,8 +90,6 @@ def run(args):
     out, err = Console(), Console(stderr=True)
     if args.preset is not None and (args.image_size is not None or args.num_classes != 80):
         args.parser.error("--image-size and --num-classes go with --arch; a --preset fixes them")
-    if args.num_classes < 1:
-        args.parser.error("--num-classes must be at least 1")
     started = time.perf_counter()
     try:
         model, metadata = build_model(args)

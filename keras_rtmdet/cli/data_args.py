@@ -7,6 +7,8 @@ COCO JSON, tensorflow-datasets or the synthetic shapes.
 
 import argparse
 
+from keras_rtmdet.cli.arg_types import positive_int
+
 
 def add_data_arguments(parser, train=True):
     group = parser.add_argument_group(
@@ -40,12 +42,12 @@ def add_data_arguments(parser, train=True):
     )
     group.add_argument(
         "--synthetic",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="generated shapes dataset with N training images (and N/4 for validation), no files needed; "
         "elongated shapes at random angles with rotated boxes for rotated models",
     )
-    group.add_argument("--synthetic-size", type=int, default=192, help="synthetic image side (default 192)")
+    group.add_argument("--synthetic-size", type=positive_int, default=192, help="synthetic image side (default 192)")
     group.add_argument(
         "--synthetic-classes", type=int, default=3, help="synthetic classes, 1-6 (rotated: 1-4) (default 3)"
     )
@@ -107,8 +109,9 @@ def build_sources(args, train=True, rotated=False):
     if args.tfds:
         from keras_rtmdet.data.tfds_source import TfdsSource
 
-        val = TfdsSource(args.tfds, args.val_split, args.tfds_data_dir) if args.val_split else None
-        tr = TfdsSource(args.tfds, args.train_split, args.tfds_data_dir) if train else None
+        common = dict(data_dir=args.tfds_data_dir, on_corrupt=args.on_corrupt)
+        val = TfdsSource(args.tfds, args.val_split, **common) if args.val_split else None
+        tr = TfdsSource(args.tfds, args.train_split, **common) if train else None
         return tr, val
     from keras_rtmdet.data.coco_json import CocoJsonSource
 

@@ -30,6 +30,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
+from keras_rtmdet.cli.run_folders import next_free_folder
+
 HELP = (
     "offline demo: train a small RTMDet (RTMDet-Ins, RTMDet-R) on generated shapes on the CPU, evaluate it, "
     "draw its detections"
@@ -49,7 +51,10 @@ def add_parser(subparsers):
         default="det",
         help="det: boxes (default); ins: boxes and masks (RTMDet-Ins); rot: rotated boxes (RTMDet-R)",
     )
-    parser.add_argument("--out", help="output directory (default runs/demo, runs/demo_ins or runs/demo_rot)")
+    parser.add_argument(
+        "--out", help="output directory (default runs/demo, runs/demo_ins or runs/demo_rot, or the first free of "
+        "runs/demo2, ...)"
+    )
     parser.add_argument("--images", type=int, default=256, help="training images (256)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs (20)")
     parser.add_argument("--image-size", type=int, default=160, help="image side (160)")
@@ -124,7 +129,7 @@ def run(args):
     from keras_rtmdet.cli.train import finish_run
     from keras_rtmdet.training.train_recipe import train_rtmdet
 
-    out_dir = args.out or os.path.join("runs", OUT_DIRS[args.task])
+    out_dir = args.out or next_free_folder(os.path.join("runs", OUT_DIRS[args.task]))
     side = args.image_size
     train, val = demo_sources(args.task, args.images, side, args.seed)
     model = build_demo_model(train.num_classes, list(train.class_names), side, args.seed, args.task)

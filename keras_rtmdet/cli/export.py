@@ -12,6 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from keras_rtmdet.cli.arg_types import image_size
+from keras_rtmdet.cli.arg_types import positive_int
+from keras_rtmdet.cli.arg_types import probability
 from keras_rtmdet.export.export import EXPORT_FORMATS
 
 HELP = "export a detector for serving (SavedModel, ONNX, TF-TRT, TensorRT) with preprocessing and NMS inside"
@@ -25,15 +28,21 @@ def add_parser(subparsers):
     parser.add_argument("--out", required=True, help="SavedModel directory, or .onnx / .engine file")
     parser.add_argument("--raw", action="store_true", help="ONNX/TensorRT: decoded boxes and scores, NMS left to the server")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="served image size (default: the model's)")
+    size.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), help="served image size (default: the model's)")
     size.add_argument("--dynamic-size", action="store_true", help="serve images of any size (TensorFlow graphs, RTMDet)")
-    parser.add_argument("--batch-size", type=int, help="fixed batch size (default: any; 1 on torch's ONNX exporter)")
+    parser.add_argument(
+        "--image-size",
+        type=image_size,
+        metavar="SIZE",
+        help="network input size, SIZE or H,W, multiples of 32 (default: the preset's)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, help="fixed batch size (default: any; 1 on torch's ONNX exporter)")
     parser.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="of the served images")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="tf_trt / tensorrt kernels")
-    parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
-    parser.add_argument("--score-thr", type=float, help="score threshold served (default: the model's)")
-    parser.add_argument("--iou-thr", type=float, help="NMS IoU threshold served (default: the model's)")
-    parser.add_argument("--max-det", type=int, help="detections per image served (default: the model's)")
+    parser.add_argument("--opset", type=positive_int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--score-thr", type=probability, help="score threshold served (default: the model's)")
+    parser.add_argument("--iou-thr", type=probability, help="NMS IoU threshold served (default: the model's)")
+    parser.add_argument("--max-det", type=positive_int, help="detections per image served (default: the model's)")
     parser.set_defaults(run=run)
 
 
@@ -47,7 +56,7 @@ def run(args):
 
     started = time.perf_counter()
     try:
-        model = load_model(args.preset, args.checkpoint)
+        model = load_model(args.preset, args.checkpoint, args.image_size)
         settings = {"score_threshold": args.score_thr, "iou_threshold": args.iou_thr, "max_detections": args.max_det}
         model.set_postprocess(**{k: v for k, v in settings.items() if v is not None})
         path = export(

@@ -37,6 +37,12 @@ from rich.progress import TextColumn
 from rich.progress import TimeElapsedColumn
 from rich.table import Table
 
+from keras_rtmdet.cli.run_folders import add_output_arguments
+from keras_rtmdet.cli.run_folders import output_folder
+from keras_rtmdet.cli.arg_types import image_size
+from keras_rtmdet.cli.arg_types import non_negative_int
+from keras_rtmdet.cli.arg_types import positive_int
+from keras_rtmdet.cli.arg_types import probability
 from keras_rtmdet.data.dota import rboxes_to_polygons
 from keras_rtmdet.utils.drawing import draw_detections
 from keras_rtmdet.utils.image_io import expand_image_paths
@@ -44,6 +50,7 @@ from keras_rtmdet.utils.image_io import read_image
 from keras_rtmdet.utils.image_io import write_image
 
 RESULTS_FILE = "detections.json"
+DEFAULT_OUT = os.path.join("runs", "predict")
 HELP = "detect objects in images and write annotated copies plus detections.json"
 
 
@@ -54,10 +61,16 @@ def add_parser(subparsers):
     parser.add_argument(
         "--checkpoint", metavar="PTH", help="MMDetection .pth to load into the preset's architecture"
     )
-    parser.add_argument("--out", default=os.path.join("runs", "predict"), help="output directory")
-    parser.add_argument("--score-thr", type=float, default=0.3, help="minimum score (default 0.3)")
-    parser.add_argument("--iou-thr", type=float, help="NMS IoU threshold (default: the model's)")
-    parser.add_argument("--max-det", type=int, help="detections per image (default: the model's)")
+    add_output_arguments(parser, DEFAULT_OUT, "earlier detections")
+    parser.add_argument("--score-thr", type=probability, default=0.3, help="minimum score in [0, 1] (default 0.3)")
+    parser.add_argument("--iou-thr", type=probability, help="NMS IoU threshold in [0, 1] (default: the model's)")
+    parser.add_argument("--max-det", type=positive_int, help="detections per image (default: the model's)")
+    parser.add_argument(
+        "--image-size",
+        type=image_size,
+        metavar="SIZE",
+        help="network input size, SIZE or H,W, multiples of 32 (default: the preset's)",
+    )
     parser.add_argument(
         "--channel-order",
         choices=("rgb", "bgr"),
@@ -65,23 +78,24 @@ def add_parser(subparsers):
         help="channel order of the pixel data in the files: rgb for ordinary images; bgr for files "
         "written from BGR arrays by a tool that assumed RGB",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
     parser.add_argument(
         "--patch-size",
-        type=int,
+        type=positive_int,
         help="rotated models: detect images larger than this by sliding windows of this side, merged (DOTA: 1024)",
     )
-    parser.add_argument("--gap", type=int, default=200, help="overlap of the --patch-size windows in pixels (200)")
+    parser.add_argument("--gap", type=non_negative_int, default=200, help="overlap of the --patch-size windows in pixels (200)")
     parser.add_argument("--save-format", choices=("jpg", "png"), default="jpg", help="annotated image format")
     parser.set_defaults(run=run)
 
 
-def load_model(preset, checkpoint=None):
+def load_model(preset, checkpoint=None, image_size=None):
     """An `RTMDet` (or `RTMDetIns`, for Ins presets) from a preset name/directory, optionally with a
-    checkpoint's weights."""
+    checkpoint's weights and another network input size."""
     from keras_rtmdet import RTMDet
 
-    model = RTMDet.from_preset(preset, load_weights=checkpoint is None)
+    settings = {} if image_size is None else {"image_size": image_size}
+    model = RTMDet.from_preset(preset, load_weights=checkpoint is None, **settings)
     if checkpoint is not None:
         model.load_checkpoint(checkpoint)
     return model
@@ -191,15 +205,12 @@ def unique_output_name(file, extension, used):
 
 def run(args):
     out, err = Console(), Console(stderr=True)
-    if args.batch_size < 1:
-        err.print("[red]error:[/] --batch-size must be at least 1.")
-        return 2
     files, problems = expand_image_paths(args.images)
     errors = []
     for path, message in problems:
         _report(err, errors, path, message)
     try:
-        model = load_model(args.preset, args.checkpoint)
+        model = load_model(args.preset, args.checkpoint, args.image_size)
     except (ValueError, OSError, ImportError) as error:
         err.print(f"[red]error:[/] cannot load the model: {escape(str(error))}", highlight=False)
         return 2
@@ -211,6 +222,7 @@ def run(args):
     try:
         model.set_postprocess(**{k: v for k, v in overrides.items() if v is not None})
         _check_patches(model, args.patch_size, args.gap)
+        args.out = output_folder(args.out, DEFAULT_OUT, (RESULTS_FILE,), args.exist_ok, "predict")
     except ValueError as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2

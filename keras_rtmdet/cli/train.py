@@ -7,21 +7,30 @@ images/ and annfiles/, or `--synthetic`) with MMRotate's 36e recipe (1024²,
 batch 8, lr 0.004/16 at batch 8, 36 epochs, evaluated every 12) and is
 evaluated with DOTA mAP (results.csv: mAP50, mAP75, mmAP, AP50 per class).
 
-Writes to `--out`: `args.json` (to resume), `results.csv` and `train_log.csv`
-(per-epoch losses and COCO stats), `best/` and `last/` presets (EMA weights),
-`results.png` (loss and mAP curves) and `val_predictions/` (a few validation
-images with the final model's boxes, and masks, drawn). `--resume DIR` continues an
-interrupted run from its last finished epoch.
+Prints a report of the data first (images, instances per class, objects
+dropped or clipped and why). Writes to `--out` (default `runs/train`, or
+`runs/train2`, ... when taken; a folder holding a finished run only with
+`--exist-ok`): `args.json` (to resume), `results.csv` (COCO stats) and
+`train_log.csv` (per-epoch losses), `best/` and `last/` presets (EMA
+weights), `results.png` (loss and mAP curves), `val_predictions/` (a few
+validation images with the final model's boxes, and masks, drawn) and, until
+the run ends, `backup/`. Ctrl-C stops after the current step and saves;
+`--resume --out DIR` continues from there exactly as the uninterrupted run.
 """
 
 import argparse
 import json
 import os
+import shutil
 
 from rich.console import Console
 from rich.markup import escape
 
+from keras_rtmdet.cli.arg_types import multiple_of_32
+from keras_rtmdet.cli.arg_types import non_negative_int
+from keras_rtmdet.cli.arg_types import positive_int
 from keras_rtmdet.cli.data_args import add_data_arguments
+from keras_rtmdet.cli.run_folders import add_output_arguments
 from keras_rtmdet.cli.data_args import build_sources
 
 HELP = (
@@ -29,6 +38,9 @@ HELP = (
     "(COCO JSON, tensorflow-datasets, DOTA or synthetic data)"
 )
 ARGS_FILE = "args.json"
+DEFAULT_OUT = os.path.join("runs", "train")
+# What a run writes (`--exist-ok` removes them before a new run starts in the same folder).
+RUN_FILES = (ARGS_FILE, "results.csv", "train_log.csv", "results.png", "best", "last", "val_predictions")
 SIZES = ("tiny", "s", "m", "l", "x")
 ROTATED_SIZES = ("tiny", "s", "m", "l")
 TASKS = ("det", "ins", "rot")
@@ -57,20 +69,20 @@ def add_parser(subparsers):
         help="with --size: start the backbone from a CSPNeXt ImageNet preset (e.g. cspnext_s_imagenet), "
         "as the reference trains tiny and s; neck and head start fresh",
     )
-    model.add_argument("--image-size", type=int, help="training/eval image side (default 640; rot 1024)")
+    model.add_argument("--image-size", type=multiple_of_32, help="training/eval image side (default 640; rot 1024)")
     run = parser.add_argument_group("run")
-    run.add_argument("--epochs", type=int, help="epochs (default 300; rot 36)")
-    run.add_argument("--batch-size", type=int, help="global batch (default 32; rot 8)")
-    run.add_argument("--stage2-epochs", type=int, help="final epochs without Mosaic/MixUp (default 20/300 of the run)")
+    run.add_argument("--epochs", type=positive_int, help="epochs (default 300; rot 36)")
+    run.add_argument("--batch-size", type=positive_int, help="global batch (default 32; rot 8)")
+    run.add_argument("--stage2-epochs", type=non_negative_int, help="final epochs without Mosaic/MixUp (default 20/300 of the run)")
     run.add_argument(
         "--lr",
         type=float,
         help="learning rate at the recipe's batch, scaled linearly to --batch-size (default 0.004 at batch 256; "
         "rot 0.004/16 at batch 8)",
     )
-    run.add_argument("--warmup-steps", type=int, default=1000, help="linear warm-up steps (1000)")
-    run.add_argument("--val-every", type=int, help="evaluate every N epochs, and at the end (default 10; rot 12)")
-    run.add_argument("--max-boxes", type=int, default=100, help="objects kept per training image (100)")
+    run.add_argument("--warmup-steps", type=non_negative_int, default=1000, help="linear warm-up steps (1000)")
+    run.add_argument("--val-every", type=positive_int, help="evaluate every N epochs, and at the end (default 10; rot 12)")
+    run.add_argument("--max-boxes", type=positive_int, default=100, help="objects kept per training image (100)")
     run.add_argument("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation")
     run.add_argument(
         "--devices",
@@ -78,9 +90,9 @@ def add_parser(subparsers):
         help="data-parallel over N local GPUs, or 'all' (JAX, TensorFlow; --batch-size is the global batch). "
         "PyTorch: launch with `torchrun --nproc-per-node N -m keras_rtmdet.cli.main train ...` instead",
     )
-    run.add_argument("--out", default=os.path.join("runs", "train"), help="run directory")
+    add_output_arguments(run, DEFAULT_OUT, "a finished run (its files are replaced)")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    run.add_argument("--num-val-images", type=int, default=4, help="validation images drawn at the end (4)")
+    run.add_argument("--num-val-images", type=non_negative_int, default=4, help="validation images drawn at the end (4)")
     parser.set_defaults(run=run_command)
 
 
@@ -214,13 +226,11 @@ def draw_validation_images(model, source, out_dir, count):
 
 
 def run_command(args):
+    from keras_rtmdet.models.non_finite_loss import NonFiniteLossError
+
     out, err = Console(), Console(stderr=True)
     try:
-        if args.resume:
-            saved = _saved_args(args.out)
-            args = argparse.Namespace(**{**saved, "resume": True, "out": args.out, "run": args.run})
-        elif os.path.isdir(os.path.join(args.out, "backup")):
-            raise ValueError(f"{args.out} holds an interrupted run: pass --resume to continue it, or another --out.")
+        args = _run_arguments(args)
         task = resolve_task(args)
         fill_run_defaults(args, task)
         parallel = data_parallel_block(args)
@@ -229,6 +239,50 @@ def run_command(args):
     except (ValueError, OSError, ImportError, argparse.ArgumentTypeError) as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
+    except NonFiniteLossError as error:
+        err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        err.print(f"{escape(args.out)} keeps the run as it was at the last epoch end (backup/, best/, last/).")
+        return 1
+    except KeyboardInterrupt as interrupt:
+        err.print(_interrupted_line(interrupt, args.out), highlight=False)
+        return 130
+
+
+def _interrupted_line(interrupt, out):
+    """The one line Ctrl-C prints: where training stopped and the command that continues it."""
+    if out is None or not os.path.isdir(os.path.join(out, "backup")):
+        return "Interrupted before training started."
+    where = f" after epoch {interrupt.epoch + 1}, step {interrupt.step + 1}" if hasattr(interrupt, "epoch") else ""
+    return f"Interrupted{where}; continue with: rtmdet train --resume --out {escape(out)}"
+
+
+def _run_arguments(args):
+    """The run's arguments: a resumed run's saved ones, else these with the run folder settled (see `--out`)."""
+    from keras_rtmdet.cli.run_folders import next_free_folder
+
+    interrupted = args.out is not None and os.path.isdir(os.path.join(args.out, "backup"))
+    if args.resume:
+        if args.out is None:
+            raise ValueError("--resume needs the run's folder: rtmdet train --resume --out DIR.")
+        saved = _saved_args(args.out)
+        return argparse.Namespace(**{**saved, "resume": True, "out": args.out, "run": args.run})
+    if interrupted:
+        raise ValueError(f"{args.out} holds an interrupted run: pass --resume to continue it, or another --out.")
+    if args.out is None:
+        args.out = next_free_folder(DEFAULT_OUT)
+        return args
+    finished = [name for name in RUN_FILES if os.path.exists(os.path.join(args.out, name))]
+    if finished and not args.exist_ok:
+        raise ValueError(
+            f"{args.out} holds a finished run ({', '.join(finished)}): pass --exist-ok to replace it, or another --out."
+        )
+    for name in finished:
+        path = os.path.join(args.out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    return args
 
 
 def _train(args, task, out, err):
@@ -247,6 +301,7 @@ def _train(args, task, out, err):
     size = args.size if not args.preset else _preset_size(args.preset)
     name = TASK_NAMES[model_task(model)]
     if chief:
+        print_dataset_reports(out, train_source, val_source)
         out.print(
             f"Training {name}-{size} ({model.count_params():,} parameters, {train_source.num_classes} classes) on "
             f"{len(train_source)} images at {args.image_size}², batch {args.batch_size}, {args.epochs} epochs"
@@ -272,6 +327,17 @@ def _train(args, task, out, err):
     if chief:
         finish_run(model, val_source, args.out, args.num_val_images, out)
     return 0
+
+
+def print_dataset_reports(console, train_source, val_source):
+    """The label scan of the training (and validation) data, before training starts."""
+    from keras_rtmdet.cli.dataset_table import dataset_report_table
+    from keras_rtmdet.data.dataset_report import dataset_report
+
+    for role, source in (("Training", train_source), ("Validation", val_source)):
+        if source is not None:
+            report = dataset_report(source)
+            console.print(dataset_report_table(report, title=f"{role} data: {escape(report.name)}"))
 
 
 def _replicas_note():

@@ -20,19 +20,34 @@ import os
 from rich.console import Console
 from rich.markup import escape
 
+from keras_rtmdet.cli.run_folders import add_output_arguments
+from keras_rtmdet.cli.run_folders import output_folder
+from keras_rtmdet.cli.arg_types import image_size
+from keras_rtmdet.cli.arg_types import positive_int
+from keras_rtmdet.cli.arg_types import probability
 from keras_rtmdet.cli.data_args import add_data_arguments
 from keras_rtmdet.cli.data_args import build_sources
 
 HELP = "evaluate a model with COCO metrics (DOTA metrics for a rotated model) on a validation set"
+DEFAULT_OUT = os.path.join("runs", "val")
+METRICS_FILE = "metrics.json"
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser("val", help=HELP, description=HELP)
     parser.add_argument("--preset", required=True, help="preset name or directory (e.g. runs/train/best)")
     add_data_arguments(parser, train=False)
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass (8)")
-    parser.add_argument("--score-thr", type=float, help="score threshold (default: the model's: 0.001; RTMDet-R 0.05)")
-    parser.add_argument("--out", default=os.path.join("runs", "val"), help="output directory")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (8)")
+    parser.add_argument(
+        "--score-thr", type=probability, help="score threshold in [0, 1] (default: the model's: 0.001; RTMDet-R 0.05)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=image_size,
+        metavar="SIZE",
+        help="network input size, SIZE or H,W, multiples of 32 (default: the preset's)",
+    )
+    add_output_arguments(parser, DEFAULT_OUT, "earlier metrics")
     parser.set_defaults(run=run)
 
 
@@ -43,7 +58,7 @@ def run(args):
         from keras_rtmdet import RTMDetIns
         from keras_rtmdet import RTMDetRotated
 
-        model = RTMDet.from_preset(args.preset)
+        model = RTMDet.from_preset(args.preset, **({} if args.image_size is None else {"image_size": args.image_size}))
         rotated = isinstance(model, RTMDetRotated)
         if rotated and getattr(args, "dota", None) and not args.dota_classes and model.class_names:
             args.dota_classes = ",".join(model.class_names)  # DOTA txts name the model's classes
@@ -54,6 +69,7 @@ def run(args):
             raise ValueError(
                 f"the model predicts {model.head.num_classes} classes, the data has {source.num_classes}."
             )
+        args.out = output_folder(args.out, DEFAULT_OUT, (METRICS_FILE,), args.exist_ok, "val")
     except (ValueError, OSError, ImportError, argparse.ArgumentTypeError) as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
@@ -65,7 +81,7 @@ def run(args):
     else:
         stats = _coco_stats(model, source, args.batch_size, isinstance(model, RTMDetIns), settings, err)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "metrics.json")
+    path = os.path.join(args.out, METRICS_FILE)
     with open(path, "w") as f:
         json.dump(stats, f, indent=2, default=float)
     Console().print(f"Wrote {escape(path)}.", highlight=False)

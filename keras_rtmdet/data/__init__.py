@@ -5,6 +5,8 @@ Readers and the synthetic generator import no TensorFlow; the pipelines need it
 """
 
 from keras_rtmdet.data.coco_json import CocoJsonSource
+from keras_rtmdet.data.dataset_report import DatasetReport
+from keras_rtmdet.data.dataset_report import dataset_report
 from keras_rtmdet.data.detection_source import DetectionSource
 from keras_rtmdet.data.dota import DOTA_CLASSES
 from keras_rtmdet.data.dota import DotaSource
@@ -22,11 +24,13 @@ from keras_rtmdet.data.tfds_source import TfdsSource
 __all__ = [
     "CocoJsonSource",
     "DOTA_CLASSES",
+    "DatasetReport",
     "DetectionSource",
     "DotaSource",
     "SyntheticRotatedSource",
     "SyntheticShapesSource",
     "TfdsSource",
+    "dataset_report",
     "parse_patch_name",
     "patch_windows",
     "polygons_to_rboxes",

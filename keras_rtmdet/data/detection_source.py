@@ -15,7 +15,12 @@ which RTMDet never uses); `coco` keeps them, so COCOeval treats them as ignore
 regions.
 """
 
+import threading
+import warnings
+
 import numpy as np
+
+_SKIP_LOCK = threading.Lock()
 
 
 class DetectionSource:
@@ -29,7 +34,13 @@ class DetectionSource:
     * `category_ids`: list, `category_ids[label]` is the COCO category id of
       contiguous label `label`,
     * `class_names`: list of names, one per label,
-    * `skipped`: list of `(file or id, reason)` for images left out,
+    * `skipped`: list of `(file or id, reason)` for images left out (at
+      construction, and by `source_dataset` for images that fail to decode),
+    * optionally `on_corrupt` (`"raise"` or `"skip"`: what `source_dataset`
+      does with an image that cannot be read or decoded, see
+      `unreadable_image`), `dropped` (`{reason: objects not used as
+      targets}`), `clipped` (targets partly outside their image, or None if
+      not known) and `left_out_empty` (images left out for having no object),
 
     and implement `load_image(image_id)` and `annotations(image_id)`.
     """
@@ -39,9 +50,14 @@ class DetectionSource:
     category_ids = ()
     class_names = ()
     with_masks = False
+    on_corrupt = "raise"
+    clipped = None
 
     def __init__(self):
         self.skipped = []
+        self.dropped = {}
+        self.left_out_empty = 0
+        self.skipped_while_decoding = 0
 
     def __len__(self):
         return len(self.image_ids)
@@ -69,3 +85,34 @@ class DetectionSource:
 
     def label_of(self, category_id):
         return self.category_ids.index(category_id)
+
+    def object_counts(self):
+        """(objects per image, in `image_ids` order, (I,) int; objects per label (num_classes,) int).
+
+        Reads every image's annotations; readers that parse up front answer from their arrays.
+        """
+        labels = [np.asarray(self.annotations(i, with_masks=False)["labels"]).reshape(-1) for i in self.image_ids]
+        per_image = np.array([len(v) for v in labels], np.int64)
+        every = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
+        return per_image, np.bincount(every, minlength=self.num_classes)
+
+
+def unreadable_image(source, name, reason):
+    """Apply `source.on_corrupt` to an image that could not be read or decoded while streaming.
+
+    `"raise"` (the default for sources without the attribute): `ValueError` naming `name`. `"skip"`: the
+    first time `name` is met, record it in `source.skipped` and warn with the running count of such
+    images; the caller leaves the sample out.
+    """
+    if getattr(source, "on_corrupt", "raise") != "skip":
+        raise ValueError(f"Image {name} cannot be decoded: {reason} (on_corrupt='skip' would leave it out).")
+    with _SKIP_LOCK:
+        if any(entry[0] == name for entry in source.skipped):
+            return
+        source.skipped.append((name, "cannot be decoded"))
+        source.skipped_while_decoding = getattr(source, "skipped_while_decoding", 0) + 1
+        count = source.skipped_while_decoding
+    warnings.warn(
+        f"Skipped image {name}: cannot be decoded ({reason}); {count} image(s) skipped while decoding so far.",
+        stacklevel=2,
+    )

@@ -20,6 +20,8 @@ from keras_rtmdet.data.detection_source import DetectionSource
 from keras_rtmdet.utils.dota_classes import DOTA_CLASSES
 from keras_rtmdet.utils.image_io import IMAGE_EXTENSIONS
 from keras_rtmdet.utils.image_io import read_image
+from keras_rtmdet.utils.target_checks import TargetError
+from keras_rtmdet.utils.target_checks import check_file_targets
 
 
 def _as_polygons(polygons):
@@ -83,14 +85,16 @@ def read_dota_annotation(path, class_names=None):
     `class_names`, a name outside it is an error; without, any name passes.
 
     Returns: dict with `polygons` (N, 8) float32, `names` list of N class
-    names (as written) and `difficult` (N,) int32.
+    names (as written), `difficult` (N,) int32 and `lines` (N,) int32, the
+    line number of each object.
 
     Raises:
-        ValueError: naming the file and line of a malformed object line or
-            of an unknown class.
+        ValueError: naming the file and line of a malformed object line, of
+            an unknown class or (`TargetError`) of non-finite coordinates
+            (`nan`, `inf` read as numbers).
     """
     known = None if class_names is None else set(class_names)
-    polygons, names, difficult = [], [], []
+    polygons, names, difficult, lines = [], [], [], []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             items = line.split()
@@ -108,11 +112,30 @@ def read_dota_annotation(path, class_names=None):
             if known is not None and items[8] not in known:
                 raise ValueError(f"{path}, line {number}: unknown class {items[8]!r}; known: {list(class_names)}.")
             names.append(items[8])
-    return {
-        "polygons": np.asarray(polygons, np.float32).reshape(-1, 8),
-        "names": names,
-        "difficult": np.asarray(difficult, np.int32),
-    }
+            lines.append(number)
+    polygons = np.asarray(polygons, np.float32).reshape(-1, 8)
+    bad = np.flatnonzero(~np.all(np.isfinite(polygons), axis=1))
+    if bad.size:
+        raise TargetError(
+            f"{path}, line {lines[bad[0]]}: non-finite polygon coordinates {polygons[bad[0]].tolist()} "
+            f"({bad.size} such object(s) in the file)."
+        )
+    return {"polygons": polygons, "names": names, "difficult": np.asarray(difficult, np.int32),
+            "lines": np.asarray(lines, np.int32)}
+
+
+def image_size(path):
+    """(height, width) of an image file from its header (PIL, no decoding); NaNs if PIL is missing or cannot say."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return (math.nan, math.nan)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError):
+        return (math.nan, math.nan)
+    return (float(height), float(width))
 
 
 def list_images(image_dir):
@@ -148,6 +171,12 @@ class DotaSource(DetectionSource):
     `difficult` (N,) int32. No object is ignored here (MMRotate's
     `diff_thr=100`); evaluation decides with its difficulty threshold.
 
+    The targets are checked at construction (`keras_rtmdet.utils.target_checks`),
+    errors naming the annotation txt and line: non-finite coordinates, and,
+    with the image sizes read from the file headers (PIL, when installed), a
+    box far outside its image or a dataset of normalised polygons. Targets
+    partly outside their image are counted in `clipped`.
+
     Args:
         image_dir: the image folder.
         ann_dir: the annotation folder, or None (no objects anywhere).
@@ -155,13 +184,17 @@ class DotaSource(DetectionSource):
         filter_empty: drop images without objects (the reference's training
             set: `filter_empty_gt=True`); keep False for evaluation.
         on_corrupt: `"raise"` (default) or `"skip"` (warn, list in
-            `skipped`) for images that are missing, empty or truncated.
+            `skipped`) for images that are missing, empty or truncated, and
+            for those OpenCV cannot decode in `source_dataset` (a PNG with a
+            bad checksum, a damaged header; a JPEG with a corrupt middle is
+            decoded by OpenCV with warnings only, and not caught).
     """
 
     def __init__(self, image_dir, ann_dir=None, class_names=DOTA_CLASSES, filter_empty=False, on_corrupt="raise"):
         super().__init__()
         if on_corrupt not in ("skip", "raise"):
             raise ValueError(f"on_corrupt must be 'skip' or 'raise', got {on_corrupt!r}.")
+        self.on_corrupt = on_corrupt
         self.image_dir = os.fspath(image_dir)
         self.ann_dir = None if ann_dir is None else os.fspath(ann_dir)
         self.class_names = list(class_names)
@@ -175,7 +208,7 @@ class DotaSource(DetectionSource):
                 stem, extension = os.path.splitext(name)
                 if extension == ".txt" and stem not in files:
                     self._corrupt(on_corrupt, os.path.join(self.ann_dir, name), "no image file for this annotation")
-        self.image_names, self._files, self._objects = [], [], []
+        self.image_names, self._files, self._objects, self._lines = [], [], [], []
         for stem, file_name in files.items():
             path = os.path.join(self.image_dir, file_name)
             reason = check_image_file(path)
@@ -185,7 +218,9 @@ class DotaSource(DetectionSource):
             self.image_names.append(stem)
             self._files.append(file_name)
             self._objects.append(self._parse(stem))
+        self._check_targets()
         self.image_ids = [i for i, objects in enumerate(self._objects) if not filter_empty or len(objects["labels"])]
+        self.left_out_empty = len(self._objects) - len(self.image_ids)
         if self.skipped:
             shown = "; ".join(f"{p}: {r}" for p, r in self.skipped[:5])
             more = f" (and {len(self.skipped) - 5} more)" if len(self.skipped) > 5 else ""
@@ -201,15 +236,37 @@ class DotaSource(DetectionSource):
     def _parse(self, stem):
         path = None if self.ann_dir is None else os.path.join(self.ann_dir, stem + ".txt")
         if path is None or not os.path.isfile(path):
-            parsed = {"polygons": np.zeros((0, 8), np.float32), "names": [], "difficult": np.zeros(0, np.int32)}
+            parsed = {"polygons": np.zeros((0, 8), np.float32), "names": [], "difficult": np.zeros(0, np.int32),
+                      "lines": np.zeros(0, np.int32)}
         else:
             parsed = read_dota_annotation(path, self.class_names)
+        self._lines.append(parsed["lines"])
         return {
             "boxes": polygons_to_rboxes(parsed["polygons"]),
             "polygons": parsed["polygons"],
             "labels": np.asarray([self._label[name] for name in parsed["names"]], np.int32),
             "difficult": parsed["difficult"],
         }
+
+    def _check_targets(self):
+        """The target rules over every image's rboxes at once (sizes from the headers); counts `clipped`."""
+        sizes = np.array([image_size(os.path.join(self.image_dir, name)) for name in self._files], np.float64)
+        boxes = np.concatenate([o["boxes"] for o in self._objects]) if self._objects else np.zeros((0, 5), np.float32)
+        labels = np.concatenate([o["labels"] for o in self._objects]) if self._objects else np.zeros(0, np.int32)
+        counts = [len(o["labels"]) for o in self._objects]
+        image_index = np.repeat(np.arange(len(counts)), counts)
+        lines = np.concatenate(self._lines) if self._lines else np.zeros(0, np.int32)
+
+        def where(k, i):
+            txt = os.path.join(self.ann_dir or "", self.image_names[i] + ".txt")
+            return f"{txt} (image {self._files[i]})" if k is None else f"{txt}, line {lines[k]}"
+
+        check_file_targets(boxes, labels, self.num_classes, sizes, image_index, where)
+        corners = rboxes_to_polygons(boxes).reshape(-1, 4, 2)
+        height, width = sizes[image_index].T
+        outside = (corners[..., 0].min(1) < 0) | (corners[..., 1].min(1) < 0)
+        outside |= (corners[..., 0].max(1) > width) | (corners[..., 1].max(1) > height)
+        self.clipped = int(np.count_nonzero(outside)) if np.isfinite(sizes).all() else None
 
     def image_path(self, image_id):
         return os.path.join(self.image_dir, self._files[image_id])

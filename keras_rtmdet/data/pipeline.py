@@ -214,6 +214,7 @@ def train_pipeline(
     recipe=None,
     prefetch=True,
     mask_stride=4,
+    capped_count=None,
 ):
     """The training dataset of one stage.
 
@@ -235,6 +236,9 @@ def train_pipeline(
         mask_stride: k of the mask targets (samples with masks only): masks
             sampled at [k//2::k, k//2::k]; 4 is what the reference's loss
             uses, 1 keeps full resolution. `image_size` must be a multiple.
+        capped_count: int64 `tf.Variable` counting the samples capped at
+            `max_boxes` (created here if None; pass one made outside to build the
+            pipeline inside a dataset function, where variables cannot be made).
 
     Returns: a `tf.data.Dataset` of `(images, targets)`, see the module docstring.
     """
@@ -268,7 +272,8 @@ def train_pipeline(
         if with_masks:
             ds = ds.map(_filter_annotations, num_parallel_calls=AUTOTUNE).filter(_is_kept)
             ds = ds.map(_drop_keep, num_parallel_calls=AUTOTUNE)
-    capped_count = tf.Variable(0, dtype=tf.int64, trainable=False)
+    if capped_count is None:
+        capped_count = tf.Variable(0, dtype=tf.int64, trainable=False)
     ds = to_batches(ds, batch_size, max_boxes, capped_count, int(mask_stride))
     return ds.prefetch(AUTOTUNE) if prefetch else ds
 

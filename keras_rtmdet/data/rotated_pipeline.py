@@ -86,6 +86,7 @@ def rotated_train_pipeline(
     angle_range=ANGLE_RANGE,
     regularize=True,
     prefetch=True,
+    capped_count=None,
 ):
     """The RTMDet-R training dataset (see the module docstring).
 
@@ -102,6 +103,7 @@ def rotated_train_pipeline(
         flip_prob, rotate_prob, angle_range: the reference's 0.75, 0.5, 180°.
         regularize: le90-regularise the targets (w ≥ h, angle in [−π/2, π/2)).
         prefetch: end with `prefetch(AUTOTUNE)`.
+        capped_count: as `train_pipeline`'s.
 
     Returns: a `tf.data.Dataset` of `(images, targets)`.
     """
@@ -115,6 +117,7 @@ def rotated_train_pipeline(
             raise ValueError(f"{name} must be in [0, 1], got {prob!r}.")
     augment = rotated_augment(int(image_size), rect_labels, flip_prob, rotate_prob, angle_range, regularize)
     ds = map_with_seeds(samples.filter(has_objects), augment, seed)
-    capped_count = tf.Variable(0, dtype=tf.int64, trainable=False)
+    if capped_count is None:
+        capped_count = tf.Variable(0, dtype=tf.int64, trainable=False)
     ds = to_batches(ds, batch_size, max_boxes, capped_count, box_pad_value=0.0)
     return ds.prefetch(AUTOTUNE) if prefetch else ds

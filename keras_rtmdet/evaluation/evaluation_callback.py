@@ -10,27 +10,14 @@ import math
 import os
 
 import keras
-import numpy as np
 
 from keras_rtmdet.models.dense_detector import POSTPROCESS_KEYS
 from keras_rtmdet.training.ema import ExpMomentumEMA
+from keras_rtmdet.utils.scalars import as_float
 
 RESULTS_FILE = "results.csv"
 BEST_DIR = "best"
 LAST_DIR = "last"
-
-
-def _as_float(value):
-    """A finite-or-not float for a numeric scalar log entry, None for anything else."""
-    if isinstance(value, (bool, str, bytes)) or value is None:
-        return None
-    try:
-        array = np.asarray(keras.ops.convert_to_numpy(value))
-    except Exception:
-        return None
-    if array.size != 1 or not np.issubdtype(array.dtype, np.number):
-        return None
-    return float(array.reshape(()))
 
 
 def read_best(results_csv, column="AP"):
@@ -149,8 +136,11 @@ class EvaluationCallback(keras.callbacks.Callback):
         os.makedirs(self.run_dir, exist_ok=True)
         self.best_ap = max(self.best_ap, read_best(self.results_csv, self.monitor))
 
+    # The run's number of epochs when `fit` covers only part of it (a resumed epoch is a `fit` of its own).
+    final_epoch = None
+
     def _due(self, epoch):
-        last = self.params.get("epochs") if self.params else None
+        last = self.final_epoch or (self.params.get("epochs") if self.params else None)
         return (epoch + 1) % self.every == 0 or (last is not None and epoch + 1 == last)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -159,7 +149,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         row = {"epoch": epoch + 1}
         for key, value in logs.items():
-            number = _as_float(value)
+            number = as_float(value)
             if number is not None:
                 row[key] = number
         if "learning_rate" not in row:
@@ -190,4 +180,4 @@ class EvaluationCallback(keras.callbacks.Callback):
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
             return None
-        return _as_float(optimizer.learning_rate)
+        return as_float(optimizer.learning_rate)

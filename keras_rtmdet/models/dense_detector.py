@@ -15,6 +15,8 @@ from keras import ops
 
 from keras_rtmdet.distribute.replicas import local_replica_count
 from keras_rtmdet.distribute.replicas import torch_process_group_size
+from keras_rtmdet.models.jax_state_guard import model_state_kept
+from keras_rtmdet.models.non_finite_loss import StopOnNonFiniteLoss
 from keras_rtmdet.ops.dense_postprocess import gather_rows
 from keras_rtmdet.ops.dense_postprocess import pad_detections
 from keras_rtmdet.ops.dense_postprocess import select_candidates
@@ -24,6 +26,12 @@ from keras_rtmdet.ops.no_gradients import no_gradients
 from keras_rtmdet.ops.priors import level_sizes
 from keras_rtmdet.ops.priors import point_priors
 from keras_rtmdet.utils.datasets import is_dataset
+from keras_rtmdet.utils.input_checks import DEFAULT_PIXEL_RANGE
+from keras_rtmdet.utils.input_checks import check_pixel_range
+from keras_rtmdet.utils.input_checks import check_pixels
+from keras_rtmdet.utils.input_checks import check_positive_int
+from keras_rtmdet.utils.input_checks import check_postprocess_settings
+from keras_rtmdet.utils.target_checks import check_target_batches
 
 POSTPROCESS_KEYS = (
     "score_threshold",
@@ -67,6 +75,52 @@ class DenseDetector(keras.Model):
         if self.built and not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
 
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, callbacks=None, **kwargs):
+        """`keras.Model.fit`, with the targets checked first and a stop at the first non-finite loss.
+
+        Targets given as arrays are checked on the host before the first step
+        (`check_training_targets`); a dataset's are not (the readers check
+        theirs when built). A `StopOnNonFiniteLoss` runs first among the
+        callbacks: a NaN or infinite loss raises `NonFiniteLossError` naming
+        the epoch and step before any other callback sees the step. On JAX the
+        model stays usable after an exception (`model_state_kept`).
+        """
+        if y is not None and not is_dataset(x):
+            self.check_training_targets(x, y, batch_size)
+        callbacks = list(callbacks or [])
+        if not any(isinstance(callback, StopOnNonFiniteLoss) for callback in callbacks):
+            callbacks.insert(0, StopOnNonFiniteLoss())
+        with model_state_kept(self):
+            return super().fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        with model_state_kept(self):
+            return super().evaluate(*args, **kwargs)
+
+    def check_training_targets(self, x, y, batch_size=None):
+        """Raise `TargetError` naming batch, image and instance of the first unusable target in arrays for `fit`.
+
+        Checks (`keras_rtmdet.utils.target_checks`): finite coordinates, labels
+        in [−1, num_classes), boxes not normalised to [0, 1], none far outside
+        the image; and numpy images' pixels finite and in [0, 255]
+        (`check_pixels`). Runs in numpy, once, on the whole arrays.
+        """
+        images = x["images"] if isinstance(x, dict) else x
+        if isinstance(images, np.ndarray):
+            check_pixels(images)
+        if not isinstance(y, dict) or "boxes" not in y:
+            return  # `normalize_targets` names what is missing when the step is traced
+        labels = y.get("labels", y.get("classes"))
+        if labels is None or np.ndim(images) != 4:
+            return
+        image_size = tuple(np.shape(images)[1:3])
+        boxes = self.target_boxes_in_pixels(np.asarray(y["boxes"], np.float32), image_size)
+        check_target_batches(boxes, np.asarray(labels), self.num_classes, image_size, batch_size)
+
+    def target_boxes_in_pixels(self, boxes, image_size):
+        """`fit`'s target boxes (numpy) as the checks read them: xyxy pixels, or the variant's own pixel boxes."""
+        return boxes
+
     def train_step(self, *args):
         """Keras' train step; under torch data parallelism (`keras_rtmdet.distribute`) through DDP."""
         if keras.backend.backend() == "torch" and torch_process_group_size() > 1:
@@ -96,17 +150,14 @@ class DenseDetector(keras.Model):
         )
 
     def set_postprocess(self, **settings):
-        """Change post-processing settings (see the class docstring)."""
+        """Change post-processing settings (see the class docstring).
+
+        Every setting is checked (`check_postprocess_settings`) before any is
+        changed: a refused call leaves the model as it was.
+        """
+        settings = check_postprocess_settings(settings, self.nms_methods)
         changed = False
         for key, value in settings.items():
-            if key not in POSTPROCESS_KEYS:
-                raise ValueError(f"Unknown post-processing setting {key!r}; known: {POSTPROCESS_KEYS}.")
-            if key == "nms_method" and value not in self.nms_methods:
-                raise ValueError(f"nms_method must be one of {self.nms_methods}, got {value!r}.")
-            if key in ("nms_pre", "max_detections", "max_candidates") and int(value) < 1:
-                raise ValueError(f"{key} must be a positive integer, got {value!r}.")
-            if key == "iou_threshold" and not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"iou_threshold must be in [0, 1], got {value!r}.")
             changed = changed or getattr(self, key, None) != value
             setattr(self, key, value)
         if changed:
@@ -269,20 +320,29 @@ class DenseDetector(keras.Model):
         steps=None,
         callbacks=None,
         channel_order=None,
+        pixel_range=DEFAULT_PIXEL_RANGE,
         **settings,
     ):
         """Detect objects in raw images of any size.
 
         Args:
             x: one image (H, W, 3), a batch (B, H, W, 3) or a list of images
-                of different sizes; uint8 or float pixels in [0, 255]. A
-                `tf.data.Dataset` or `keras.utils.PyDataset` must instead
-                yield preprocessed `{"images", "scale_factors"}` batches
+                of different sizes; uint8, or int / float pixels spanning
+                `pixel_range`. A `tf.data.Dataset` or
+                `keras.utils.PyDataset` must instead yield preprocessed
+                `{"images", "scale_factors"}` batches of [0, 255] pixels
                 (optionally `original_sizes` (B, 2) (h, w), which variants
                 with masks crop to).
-            batch_size: images per forward pass (default 8).
+            batch_size: images per forward pass, a positive integer (default 8).
             channel_order: `"rgb"` or `"bgr"`, the order of `x`; defaults to
                 the model's `input_channel_order` ("rgb").
+            pixel_range: (low, high) the values of `x` span, default (0, 255).
+                `(0, 1)` for float images scaled to [0, 1]: they are
+                multiplied by 255; any other range is mapped linearly onto
+                [0, 255]. Non-finite values, values outside the range and,
+                with the default range, float images whose maximum is in
+                (0, 1] (they look scaled to [0, 1]) raise a ValueError
+                naming the image (`keras_rtmdet.utils.input_checks.check_pixels`).
             **settings: per-call post-processing overrides:
                 `score_threshold`, `iou_threshold`, `nms_pre`,
                 `max_detections`, `min_bbox_size`, `max_candidates`,
@@ -293,16 +353,25 @@ class DenseDetector(keras.Model):
         −1, and `num_detections` (B,); variants add their outputs (RTMDetIns:
         `masks`).
         """
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size")
+        pixel_range = check_pixel_range(pixel_range)
         if is_dataset(x):
+            if pixel_range != DEFAULT_PIXEL_RANGE:
+                raise ValueError(
+                    f"pixel_range={pixel_range} applies to raw images; a dataset must yield preprocessed "
+                    "batches of [0, 255] pixels."
+                )
             inputs, batch_size = x, None
         else:
             prep = self.preprocessor(
                 x,
                 input_channel_order=channel_order or self.input_channel_order,
                 output_channel_order=self.input_channel_order,
+                pixel_range=pixel_range,
             )
             inputs, batch_size = {key: prep[key] for key in ("images", *PASSED_THROUGH)}, batch_size or 8
-        with self.postprocess_settings(**settings):
+        with self.postprocess_settings(**settings), model_state_kept(self):
             out = self._predict_split_evenly(inputs, batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
             return self.finalize_predictions(out, *(out.get(k) for k in PASSED_THROUGH))
 

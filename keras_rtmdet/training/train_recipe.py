@@ -1,16 +1,25 @@
 """The whole RTMDet (and RTMDet-R) training recipe as one call: data stages, optimizer, EMA, evaluation, resume."""
 
 import os
-
-import keras
+import secrets
 
 from keras_rtmdet.distribute.replicas import data_parallel_size
 from keras_rtmdet.distribute.replicas import process_count
 from keras_rtmdet.distribute.replicas import process_rank
+from keras_rtmdet.models.non_finite_loss import NonFiniteLossError
+from keras_rtmdet.training.ema import ExpMomentumEMA
 from keras_rtmdet.training.optimizer import REFERENCE_BATCH
 from keras_rtmdet.training.optimizer import REFERENCE_LR
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
-from keras_rtmdet.training.resumable import resumable_training_callbacks
+from keras_rtmdet.training.run_checkpoint import RunCheckpoint
+from keras_rtmdet.training.stop_conditions import TrainingInterrupted
+from keras_rtmdet.training.stop_conditions import interrupt_after_step
+from keras_rtmdet.training.train_log import TRAIN_LOG
+from keras_rtmdet.training.train_log import TrainLog
+from keras_rtmdet.training.training_stream import rotated_epochs
+from keras_rtmdet.training.training_stream import staged_epochs
+from keras_rtmdet.training.training_stream import training_stream
+from keras_rtmdet.utils.input_checks import check_image_size
 
 # The reference trains 300 epochs and drops Mosaic/MixUp for the last 20.
 REFERENCE_EPOCHS, REFERENCE_STAGE2_EPOCHS = 300, 20
@@ -19,7 +28,6 @@ REFERENCE_EPOCHS, REFERENCE_STAGE2_EPOCHS = 300, 20
 ROTATED_LEARNING_RATE, ROTATED_BATCH_SIZE = 0.004 / 16, 8
 
 MODEL_SIZES = ("tiny", "s", "m", "l", "x")
-TRAIN_LOG = "train_log.csv"  # every epoch's losses and learning rate (Keras CSVLogger, 0-based epochs)
 
 
 def stage2_epochs_for(epochs):
@@ -51,12 +59,20 @@ def train_rtmdet(
     """Train `model` on `train_source` with RTMDet's recipe; resumable in `run_dir`.
 
     Stage 1 (Mosaic, RandomResize, RandomCrop, HSV, flip, pad, MixUp) runs
-    until `epochs − stage2_epochs`, then a `PipelineSwitch` turns to stage 2
-    (no Mosaic/MixUp). AdamW + flat-cosine as `rtmdet_optimizer`, EMA as
-    `ExpMomentumEMA`, backups for resume in `run_dir` (call again with the
-    same arguments to resume an interrupted run). With `val_source`, COCO
-    metrics every `val_every` epochs (on the EMA weights) go to
-    `run_dir/results.csv`, `run_dir/best` and `run_dir/last` presets.
+    until `epochs − stage2_epochs`, then stage 2 (no Mosaic/MixUp). AdamW +
+    flat-cosine as `rtmdet_optimizer`, EMA as `ExpMomentumEMA`. With
+    `val_source`, COCO metrics every `val_every` epochs (on the EMA weights)
+    go to `run_dir/results.csv`, `run_dir/best` and `run_dir/last` presets;
+    each epoch's losses to `run_dir/train_log.csv` (`TrainLog`).
+
+    Resume: `run_dir/backup/` (`RunCheckpoint`) is written at the start, at
+    every epoch end and when the run stops early; call again with the same
+    arguments and the run goes on from there exactly as the uninterrupted
+    run would (each epoch's data is a function of the seed and the epoch,
+    `training_stream`). Ctrl-C stops after the step under way, saves, and
+    raises `TrainingInterrupted`; a non-finite loss raises
+    `NonFiniteLossError` (epoch and step named) and leaves the model and the
+    checkpoint at the last epoch end, `best/` and `last/` untouched.
 
     An `RTMDetIns` trains on the sources' masks (the training samples carry
     them, with the Ins crop and FilterAnnotations, and the stride-4 mask
@@ -85,7 +101,7 @@ def train_rtmdet(
             0.004/16 at 8).
         warmup_steps: linear warm-up iterations (both recipes: 1000).
         ema: train with the EMA (the reference does).
-        seed: augmentation and shuffling seed.
+        seed: augmentation and shuffling seed (None: a random one; a resumed run keeps its own).
         rect_labels: `RTMDetRotated` only: labels annotated as axis-aligned boxes (rotated by multiples
             of 90°); default the source's `rect_labels`, else its DOTA storage-tank / roundabout classes.
 
@@ -123,17 +139,19 @@ def train_rtmdet(
         _check_has_segmentations(val_source)
     if rotated and stage2_epochs:
         raise ValueError("RTMDet-R trains in one stage (no Mosaic/MixUp): stage2_epochs does not apply.")
-    image_size = int(image_size or model.image_size[0])
+    image_size = check_image_size(image_size or model.image_size[0])[0]
     os.makedirs(run_dir, exist_ok=True)
     process_batch = batch_size // processes
+    # Every process must draw the one shuffle order of the shards (`source_dataset`).
+    seed = _run_seed(0 if seed is None and processes > 1 else seed, run_dir, steps_per_epoch)
 
     if rotated:
-        dataset = _rotated_dataset(train_source, image_size, process_batch, max_boxes, seed, rect_labels, shard)
-        stage_callbacks = []
+        rect_labels = rect_labels_of(train_source) if rect_labels is None else rect_labels
+        make_epoch = rotated_epochs(train_source, image_size, process_batch, max_boxes, seed, rect_labels, shard)
         default_rate, default_batch = ROTATED_LEARNING_RATE, ROTATED_BATCH_SIZE
     else:
         stage2_epochs = stage2_epochs_for(epochs) if stage2_epochs is None else int(stage2_epochs)
-        dataset, stage_callbacks = _staged_dataset(
+        make_epoch = staged_epochs(
             train_source, instance_segmentation, model_size, image_size, process_batch, max_boxes, seed,
             switch_epoch=epochs - stage2_epochs, shard=shard,
         )
@@ -149,54 +167,78 @@ def train_rtmdet(
             warmup_steps=warmup_steps,
         )
     )
-    ema = ema and chief
-    callbacks = resumable_training_callbacks(run_dir, ema=ema, restore_only=not chief)
-    ema_callback = callbacks[-1] if ema else None
-    callbacks.extend(stage_callbacks)
+    ema_callback = ExpMomentumEMA(apply_on_train_end=False) if ema and chief else None
+    checkpoint = RunCheckpoint(run_dir, steps_per_epoch, seed, ema=ema_callback, write=chief)
+    if ema_callback is not None:
+        ema_callback.build(model)
+    start = checkpoint.restore(model)
+    if start is None:
+        checkpoint.save(model)
+        start = {"epoch": 0, "step": 0}
+    callbacks = [ema_callback] if ema_callback is not None else []
     if val_source is not None and chief:
-        callbacks.append(_evaluation_callback(val_source, run_dir, val_every, ema_callback, rotated, instance_segmentation))
+        evaluation = _evaluation_callback(val_source, run_dir, val_every, ema_callback, rotated, instance_segmentation)
+        evaluation.final_epoch = epochs
+        callbacks.append(evaluation)
     if chief:
-        callbacks.append(keras.callbacks.CSVLogger(os.path.join(run_dir, TRAIN_LOG), append=True))
-    callbacks.extend(extra_callbacks)
-    return model.fit(
-        dataset,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=verbose if chief else 0,
-    )
+        callbacks.append(TrainLog(os.path.join(run_dir, TRAIN_LOG), model.loss_names))
+    callbacks.append(checkpoint)
+    with interrupt_after_step() as stop_on_interrupt:
+        callbacks += [stop_on_interrupt, *extra_callbacks]
+        try:
+            history = _fit_from(
+                model, make_epoch, start["epoch"], start["step"], epochs, steps_per_epoch, callbacks,
+                verbose if chief else 0,
+            )
+        except TrainingInterrupted:
+            checkpoint.save(model)
+            raise
+        except NonFiniteLossError:
+            checkpoint.restore(model)
+            raise
+    checkpoint.remove()
+    if ema_callback is not None:
+        ema_callback.apply_to_model()
+    return history
 
 
-def _staged_dataset(train_source, with_masks, model_size, image_size, batch_size, max_boxes, seed, switch_epoch, shard):
-    """RTMDet's two-stage stream and the `PipelineSwitch` that turns it to stage 2 at `switch_epoch`."""
-    import tensorflow as tf
-
-    from keras_rtmdet.data.pipeline import staged_train_pipeline
-    from keras_rtmdet.data.pipeline_switch import PipelineSwitch
-    from keras_rtmdet.data.source_dataset import source_dataset
-
-    stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="pipeline_stage")
-    samples = source_dataset(train_source, shuffle=True, seed=seed, repeat=True, with_masks=with_masks, shard=shard)
-    if samples.element_spec["boxes"].shape[-1] == 5:
+def _run_seed(seed, run_dir, steps_per_epoch):
+    """The run's seed: a resumed run's own, else `seed`, else a fresh random one (kept in the checkpoint)."""
+    state = RunCheckpoint(run_dir, steps_per_epoch, seed).read_state()
+    if state is None:
+        return secrets.randbelow(2**31) if seed is None else int(seed)
+    if seed is not None and int(seed) != state["seed"]:
         raise ValueError(
-            f"{type(train_source).__name__} has rotated boxes (cx, cy, w, h, angle): train an RTMDetRotated on it."
+            f"{run_dir} holds an interrupted run with seed {state['seed']}; resume it with that seed (or None), "
+            f"not {seed}, or train in another run_dir."
         )
-    dataset = staged_train_pipeline(
-        samples,
-        stage_variable=stage,
-        model_size=model_size,
-        image_size=image_size,
-        batch_size=batch_size,
-        max_boxes=max_boxes,
-        seed=_augmentation_seed(seed, shard),
-    )
-    return dataset, [PipelineSwitch(stage, switch_epoch=switch_epoch)]
+    return int(state["seed"])
 
 
-def _augmentation_seed(seed, shard):
-    """Each process its own augmentation draws (the shuffle seed is shared, see `source_dataset`)."""
-    return seed if shard is None or seed is None else seed + shard[1]
+def _fit_from(model, make_epoch, epoch, step, epochs, steps_per_epoch, callbacks, verbose):
+    """`fit` from epoch `epoch`, step `step` to the end: an epoch resumed inside is a `fit` of its own.
+
+    Returns the `History` of the last `fit`, its `history` holding every epoch run here.
+    """
+    runs = []
+    if step:
+        data = training_stream(make_epoch, epoch, epoch + 1, steps_per_epoch, skip_steps=step)
+        runs.append((data, epoch, epoch + 1, steps_per_epoch - step))
+        epoch += 1
+    if epoch < epochs:
+        runs.append((training_stream(make_epoch, epoch, epochs, steps_per_epoch), epoch, epochs, steps_per_epoch))
+    logs = {}
+    history = None
+    for data, first, last, steps in runs:
+        history = model.fit(
+            data, initial_epoch=first, epochs=last, steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
+            verbose=verbose,
+        )
+        for key, values in history.history.items():
+            logs.setdefault(key, []).extend(values)
+    if history is not None:
+        history.history = logs
+    return history
 
 
 def rect_labels_of(source):
@@ -207,21 +249,6 @@ def rect_labels_of(source):
     if labels is not None:
         return [int(label) for label in labels]
     return [i for i, name in enumerate(source.class_names) if name in DOTA_RECT_CLASSES]
-
-
-def _rotated_dataset(train_source, image_size, batch_size, max_boxes, seed, rect_labels, shard):
-    from keras_rtmdet.data.rotated_pipeline import rotated_train_pipeline
-    from keras_rtmdet.data.source_dataset import source_dataset
-
-    samples = source_dataset(train_source, shuffle=True, seed=seed, repeat=True, with_masks=False, shard=shard)
-    return rotated_train_pipeline(
-        samples,
-        image_size=image_size,
-        batch_size=batch_size,
-        max_boxes=max_boxes,
-        rect_labels=rect_labels_of(train_source) if rect_labels is None else rect_labels,
-        seed=_augmentation_seed(seed, shard),
-    )
 
 
 def _evaluation_callback(val_source, run_dir, every, ema, rotated, instance_segmentation):

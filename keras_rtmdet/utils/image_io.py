@@ -12,6 +12,14 @@ import numpy as np
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+class ImageReadError(ValueError):
+    """An image file that cannot be read: `path` names it, `reason` says why."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"Cannot read image {path}: {reason}.")
+        self.path, self.reason = path, reason
+
+
 def read_image(path):
     """Read an image file as an (H, W, 3) uint8 RGB array.
 
@@ -19,23 +27,25 @@ def read_image(path):
     images are reduced to 8 bits (cv2's `IMREAD_COLOR`).
 
     Raises:
-        ValueError: naming the file, if it is missing, not a file, or cannot
-            be decoded as an image.
+        ImageReadError (a ValueError): naming the file, if it is missing, not
+            a file, or cannot be decoded as an image. OpenCV decodes a JPEG
+            whose entropy-coded middle is corrupt with warnings only (libjpeg
+            fills the rest): such a file is read, not caught here.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise ValueError(f"Cannot read image {path}: no such file.")
+        raise ImageReadError(path, "no such file")
     if not os.path.isfile(path):
-        raise ValueError(f"Cannot read image {path}: not a file.")
+        raise ImageReadError(path, "not a file")
     try:
         # np.fromfile + imdecode, because cv2.imread fails on non-ASCII paths
         # on some platforms and says nothing about why.
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
-        raise ValueError(f"Cannot read image {path}: {error.strerror or error}.") from error
+        raise ImageReadError(path, error.strerror or error) from error
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise ValueError(f"Cannot read image {path}: the file is empty, corrupt or not an image.")
+        raise ImageReadError(path, "the file is empty, corrupt or not an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -73,6 +73,9 @@ def test_convert_then_predict_writes_json(mini_preset, tmp_path, capsys):
     assert results["errors"] == [] and results["settings"]["score_threshold"] == 0.05
     by_name = {Path(entry["file"]).name: entry for entry in results["images"]}
     assert set(by_name) == {"wide.png", "tall.jpg"}
+    written = (out / "detections.json").read_text()
+    assert main(["predict", str(images), *args]) == 2  # the same --out again: refused, nothing overwritten
+    assert "--exist-ok" in capsys.readouterr().err and (out / "detections.json").read_text() == written
     assert (by_name["wide.png"]["width"], by_name["wide.png"]["height"]) == (96, 48)
     assert (by_name["tall.jpg"]["width"], by_name["tall.jpg"]["height"]) == (40, 80)
     detections = [d for entry in results["images"] for d in entry["detections"]]

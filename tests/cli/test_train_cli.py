@@ -1,12 +1,15 @@
 """`rtmdet train`, `rtmdet val` and `rtmdet demo` on generated data, in-process."""
 
+import argparse
 import csv
 import json
+import os
 
 import keras
 import pytest
 
 from keras_rtmdet.cli.main import main
+from keras_rtmdet.cli.train import add_parser
 
 # 4 training images: one step an epoch at --batch-size 4 (8 gave two, checking nothing more);
 # the validation set is max(4, N // 4) = 4 images either way.
@@ -22,6 +25,8 @@ def test_train_then_val_on_synthetic_data(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", *SYNTHETIC, "--size", "tiny", "--image-size", "64", "--epochs", "2", "--batch-size", "4"]
     assert main([*args, "--val-every", "1", "--warmup-steps", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Training data" in printed and "Validation data" in printed
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2] or [int(r["epoch"]) for r in rows] == [0, 1]
@@ -30,6 +35,11 @@ def test_train_then_val_on_synthetic_data(tmp_path, capsys):
         assert (out / name).is_file(), name
     assert len(list((out / "val_predictions").glob("*.jpg"))) == 4
     assert not (out / "backup").exists()  # a finished run leaves no backup behind
+    saved_args = (out / "args.json").read_text()
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a finished run" in err and "--exist-ok" in err
+    assert (out / "args.json").read_text() == saved_args and (out / "results.csv").is_file()
 
     capsys.readouterr()
     assert main(["val", "--preset", str(out / "best"), *SYNTHETIC, "--out", str(tmp_path / "val")]) == 0
@@ -84,3 +94,47 @@ def test_demo_wiring(tmp_path, capsys, monkeypatch):
     assert isinstance(seen["kwargs"]["val_source"], SyntheticShapesSource) and seen["kwargs"]["epochs"] == 1
     assert "Final box AP" in capsys.readouterr().out
     assert len(list((out / "val_predictions").glob("*.jpg"))) == 6
+
+
+@pytest.mark.backend_independent
+def test_run_folders_increment_and_are_never_overwritten_silently(tmp_path, monkeypatch, capsys):
+    from keras_rtmdet.cli.train import _run_arguments
+
+    monkeypatch.chdir(tmp_path)
+
+    def settle(*extra):
+        parser = argparse.ArgumentParser()
+        add_parser(parser.add_subparsers())
+        return _run_arguments(parser.parse_args(["train", *SYNTHETIC, *extra])).out
+
+    assert settle() == os.path.join("runs", "train")
+    os.makedirs(os.path.join("runs", "train", "best"))
+    assert settle() == os.path.join("runs", "train2")
+    finished = tmp_path / "finished"
+    (finished / "last").mkdir(parents=True)
+    (finished / "results.csv").write_text("epoch,AP\n1,0.1\n")
+    (finished / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"finished run \(results.csv, last\).*--exist-ok"):
+        settle("--out", str(finished))
+    assert (finished / "results.csv").is_file()
+    assert settle("--out", str(finished), "--exist-ok") == str(finished)
+    assert sorted(p.name for p in finished.iterdir()) == ["notes.txt"]  # only the run's own files go
+    with pytest.raises(ValueError, match="--resume needs the run's folder"):
+        settle("--resume")
+
+
+@pytest.mark.backend_independent
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys):
+    from keras_rtmdet.cli import train as train_command
+    from keras_rtmdet.training.stop_conditions import TrainingInterrupted
+
+    out = tmp_path / "run"
+
+    def interrupted(args, task, console, err):
+        (out / "backup").mkdir(parents=True)
+        raise TrainingInterrupted("stopped", 1, 4)
+
+    monkeypatch.setattr(train_command, "_train", interrupted)
+    assert main(["train", *SYNTHETIC, "--out", str(out)]) == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"Interrupted after epoch 2, step 5; continue with: rtmdet train --resume --out {out}"]

@@ -215,3 +215,63 @@ def test_patch_names_round_trip():
     assert parse_patch_name("my__image__1024__8___9") == ("my__image", 1024, 8, 9)
     with pytest.raises(ValueError, match="not a patch name"):
         parse_patch_name("P0003_1024_0_824")
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("nan 10 50 10 50 30 10 30 plane 0", r"line 4: non-finite polygon coordinates \[nan, 10.0"),
+        ("10 10 inf 10 50 30 10 30 plane 0", "line 4: non-finite polygon coordinates"),
+        ("310 10 350 10 350 30 310 30 plane 0", r"line 4: box \[330.0, 20.0, 40.0, 20.0, 0.0\] lies far outside the 80x100"),
+    ],
+)
+def test_bad_targets_name_the_annotation_file_and_line(tmp_path, line, problem):
+    images, anns = write_dota(tmp_path, lines_b=(SHIP, line))
+    with pytest.raises(ValueError, match=rf"P0002.txt, {problem}"):
+        DotaSource(images, anns)
+
+
+@pytest.mark.backend_independent
+def test_normalised_polygons_and_the_report(tmp_path):
+    from keras_rtmdet.data.dataset_report import dataset_report
+
+    normalised = "0.1 0.1 0.5 0.1 0.5 0.3 0.1 0.3 plane 0"
+    images, anns = write_dota(tmp_path, lines_a=(normalised,), lines_b=(normalised,))
+    with pytest.raises(ValueError, match=r"P0001.txt \(image P0001.png\): every box of the file .* normalised"):
+        DotaSource(images, anns)
+    (anns / "P0001.txt").write_text("\n".join((PLANE, SHIP, "90 60 110 60 110 70 90 70 ship 0")) + "\n")
+    (anns / "P0002.txt").write_text("")
+    report = dataset_report(DotaSource(images, anns, filter_empty=True))
+    assert (report.images, report.empty_images, report.left_out_empty) == (1, 0, 2)
+    assert report.instances["plane"] == 1 and report.instances["ship"] == 2 and report.clipped == 1
+    assert report.dropped == {} and report.skipped == {}
+
+
+def corrupt_png_middle(path):
+    """Noise over 50 bytes in the middle of a PNG: its IDAT checksum fails, its signature and IEND stay intact."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 50] = np.random.default_rng(0).integers(0, 256, 50, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.backend_independent
+def test_image_corrupt_in_the_middle_is_skipped_or_raised_while_streaming(tmp_path):
+    import tensorflow as tf
+
+    from keras_rtmdet.data.coco_json import check_image_file
+    from keras_rtmdet.data.source_dataset import source_dataset
+
+    images, anns = write_dota(tmp_path)
+    noise = np.random.default_rng(1).integers(0, 256, (80, 100, 3), dtype=np.uint8)
+    cv2.imwrite(str(images / "P0001.png"), noise)
+    corrupt_png_middle(images / "P0001.png")
+    assert check_image_file(str(images / "P0001.png")) is None  # the construction check passes it
+    with pytest.raises(tf.errors.OpError, match=r"Image .*P0001.png cannot be decoded: .*corrupt"):
+        list(source_dataset(DotaSource(images, anns), shuffle=False))  # on_corrupt="raise", DotaSource's default
+    source = DotaSource(images, anns, on_corrupt="skip")
+    with pytest.warns(UserWarning, match=r"Skipped image .*P0001.png: cannot be decoded .*; 1 image\(s\) skipped"):
+        streamed = list(source_dataset(source, shuffle=True, seed=2))
+    assert sorted(int(s["image_id"]) for s in streamed) == [1, 2]
+    assert source.skipped == [(str(images / "P0001.png"), "cannot be decoded")]

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from keras_rtmdet.data.coco_json import CocoJsonSource
+from keras_rtmdet.data.coco_json import check_image_file
+from keras_rtmdet.data.dataset_report import dataset_report
 from keras_rtmdet.data.source_dataset import source_dataset
 from keras_rtmdet.data.synthetic import SyntheticShapesSource
 
@@ -182,3 +184,156 @@ def test_tfds_coco_spec(tmp_path):
         streamed = [s for s in source_dataset(source, shuffle=False)]
         assert [len(s["labels"]) for s in streamed] == [1, 2, 2]
         np.testing.assert_allclose(streamed[1]["boxes"].numpy(), [[10, 10, 30, 30]] * 2)
+
+
+def corrupt_middle(path, seed=0):
+    """Noise over 300 bytes in the middle of an image file; its header and end marker stay intact."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 300] = np.random.default_rng(seed).integers(0, 256, 300, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def noisy_jpeg(path):
+    """A 48x64 JPEG of noise: several kB of entropy-coded data to corrupt."""
+    cv2.imwrite(str(path), np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+
+
+def test_jpeg_corrupt_in_the_middle_is_skipped_or_raised_while_streaming(tmp_path):
+    import tensorflow as tf
+
+    path = write_coco(tmp_path)
+    jpeg = tmp_path / "img1.jpg"
+    noisy_jpeg(jpeg)
+    corrupt_middle(jpeg)
+    assert check_image_file(str(jpeg)) is None  # the construction check passes it
+    source = CocoJsonSource(path, tmp_path, with_masks=True)
+    skipped = r"Skipped image .*img1.jpg: cannot be decoded \(jpeg::Uncompress failed.*\); 1 image\(s\) skipped while decoding"
+    with pytest.warns(UserWarning, match=skipped):
+        ids = [int(s["image_id"]) for s in source_dataset(source, shuffle=True, seed=1)]
+    assert sorted(ids) == [2, 3] and source.skipped == [(str(jpeg), "cannot be decoded")]
+    # The next epoch leaves it out again, reported once.
+    assert [int(s["image_id"]) for s in source_dataset(source, shuffle=False, with_masks=False)] == [2, 3]
+    assert len(source.skipped) == 1 and dataset_report(source).skipped == {"cannot be decoded": 1}
+    strict = CocoJsonSource(path, tmp_path, on_corrupt="raise")
+    with pytest.raises(tf.errors.OpError, match=r"Image .*img1.jpg cannot be decoded: jpeg::Uncompress failed"):
+        list(source_dataset(strict, shuffle=False))
+
+
+def test_stream_without_corrupt_images_keeps_the_seeded_order(tmp_path):
+    import tensorflow as tf
+
+    source = CocoJsonSource(write_coco(tmp_path), tmp_path)
+    ids = tf.data.Dataset.from_tensor_slices(np.array([1, 2, 3], np.int64))
+    for seed in (5, 6, 7):
+        want = [int(i) for i in ids.shuffle(3, seed=seed, reshuffle_each_iteration=True)]
+        assert [int(s["image_id"]) for s in source_dataset(source, shuffle=True, seed=seed)] == want
+
+
+def test_dataset_report_counts_and_table(tmp_path):
+    from rich.console import Console
+
+    from keras_rtmdet.cli.dataset_table import dataset_report_table
+
+    path = write_coco(tmp_path)
+    data = json.loads(path.read_text())
+    for image_id, height in ((4, 48), (5, 20)):
+        cv2.imwrite(str(tmp_path / f"img{image_id}.jpg"), np.full((height, 64, 3), 90, np.uint8))
+        data["images"].append({"id": image_id, "file_name": f"img{image_id}.jpg", "height": height, "width": 64})
+    (tmp_path / "img4.jpg").write_bytes((tmp_path / "img4.jpg").read_bytes()[:100])
+    box = {"bbox": [5, 5, 10, 10], "area": 100, "iscrowd": 0, "category_id": 3}
+    data["annotations"] += [
+        {**box, "id": 10, "image_id": 3, "area": 0},
+        {**box, "id": 11, "image_id": 3, "bbox": [66, 5, 4, 4]},  # just past the right border: no part inside
+        {**box, "id": 12, "image_id": 3, "ignore": 1},
+        {**box, "id": 13, "image_id": 5},  # of an image left out: not counted
+    ]
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match=r"Skipped 2 image\(s\)"):
+        report = dataset_report(CocoJsonSource(path, tmp_path, min_size=32))
+    assert (report.images, report.empty_images, report.objects, report.left_out_empty) == (3, 1, 2, 0)
+    assert report.instances == {"cat": 0, "dog": 1, "bird": 1}
+    reasons = ("crowd", "ignore flag", "width or height < 1 px", "area <= 0", "outside the image")
+    assert report.dropped == dict.fromkeys(reasons, 1)
+    assert report.clipped == 1  # the bird past the right border, kept
+    assert report.skipped == {"truncated file (no end marker)": 1, "smaller than 32 px": 1}
+    console = Console(record=True, width=150)
+    console.print(dataset_report_table(report, title="train"))
+    text = console.export_text()
+    for words in ("3 (1 without objects)", "2 (truncated file (no end marker): 1", "img4.jpg", "5 (crowd: 1 ·",
+                  "2 in 2 of 3 classes", "1 partly outside", "dog  1"):
+        assert words in text, (words, text)
+    with pytest.warns(UserWarning):
+        filtered = dataset_report(CocoJsonSource(path, tmp_path, min_size=32, filter_empty=True))
+    assert (filtered.images, filtered.empty_images, filtered.left_out_empty) == (2, 0, 1)
+    console = Console(record=True, width=150)
+    console.print(dataset_report_table(filtered))
+    assert "1 without objects (not trained on)" in console.export_text()
+
+
+def mock_tfds_split(examples):
+    """`as_dataset` for `tfds.testing.mock_data` over encoded examples (`image` bytes, as `SkipDecoding` gives)."""
+    import tensorflow as tf
+
+    def as_dataset(self, split=None, decoders=None, **kwargs):
+        assert decoders is not None  # the images are decoded by the package, not by tfds
+        return tf.data.Dataset.from_generator(
+            lambda: iter(examples),
+            output_signature={
+                "image": tf.TensorSpec((), tf.string),
+                "image/id": tf.TensorSpec((), tf.int64),
+                "objects": {
+                    "bbox": tf.TensorSpec((None, 4), tf.float32),
+                    "label": tf.TensorSpec((None,), tf.int64),
+                    "is_crowd": tf.TensorSpec((None,), tf.bool),
+                },
+            },
+        )
+
+    return as_dataset
+
+
+def tfds_example(image_id, encoded, bbox=(0.25, 0.2, 0.75, 0.6)):
+    objects = {"bbox": np.array([bbox], np.float32), "label": np.array([3]), "is_crowd": np.array([False])}
+    return {"image": encoded, "image/id": np.int64(image_id), "objects": objects}
+
+
+def test_tfds_stream_skips_or_raises_on_a_corrupt_image(tmp_path):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from keras_rtmdet.data.tfds_source import TfdsSource
+
+    noisy_jpeg(tmp_path / "bad.jpg")
+    corrupt_middle(tmp_path / "bad.jpg")
+    good = cv2.imencode(".png", np.full((40, 50, 3), 70, np.uint8))[1].tobytes()
+    examples = [tfds_example(100, good), tfds_example(101, (tmp_path / "bad.jpg").read_bytes()), tfds_example(102, good)]
+    with tfds.testing.mock_data(as_dataset_fn=mock_tfds_split(examples), policy=tfds.testing.MockPolicy.USE_CODE):
+        source = TfdsSource("coco/2017", "train")
+        with pytest.warns(UserWarning, match=r"Skipped image coco/2017\[train\] image id 101: cannot be decoded"):
+            streamed = list(source_dataset(source, shuffle=False))
+        assert [int(s["image_id"]) for s in streamed] == [100, 102]
+        np.testing.assert_array_equal(streamed[0]["image"].numpy(), np.full((40, 50, 3), 70, np.uint8))
+        assert source.skipped == [("coco/2017[train] image id 101", "cannot be decoded")]
+        strict = TfdsSource("coco/2017", "train", on_corrupt="raise")
+        with pytest.raises(tf.errors.OpError, match=r"Image coco/2017\[train\] image id 101 cannot be decoded"):
+            list(source_dataset(strict, shuffle=False))
+        assert dataset_report(strict).instances is None  # a streamed split is not read before training
+
+
+@pytest.mark.parametrize("bbox, problem", [((0.2, np.nan, 0.7, 0.6), "non-finite"), ((0.2, 5.0, 0.7, 6.0), "far outside")])
+def test_tfds_targets_are_checked_in_the_stream_and_when_read(bbox, problem):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from keras_rtmdet.data.tfds_source import TfdsSource
+    from keras_rtmdet.utils.target_checks import TargetError
+
+    good = cv2.imencode(".png", np.full((40, 50, 3), 70, np.uint8))[1].tobytes()
+    examples = [tfds_example(100, good), tfds_example(101, good, bbox)]
+    with tfds.testing.mock_data(as_dataset_fn=mock_tfds_split(examples), policy=tfds.testing.MockPolicy.USE_CODE):
+        source = TfdsSource("coco/2017", "validation")
+        with pytest.raises(tf.errors.OpError, match=rf"TargetError: coco/2017\[validation\] image id 101, object 0: .*{problem}"):
+            list(source_dataset(source, shuffle=False))
+        with pytest.raises(TargetError, match=rf"coco/2017\[validation\] image id 101, object 0: .*{problem}"):
+            source.image_ids

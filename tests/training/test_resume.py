@@ -1,12 +1,12 @@
 """An RTMDet `fit` killed midway resumes where it stopped: weights, optimizer, schedule position and EMA."""
 
-import keras
 import numpy as np
 import pytest
 
 from keras_rtmdet.training.ema import ExpMomentumEMA
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from keras_rtmdet.training.resumable import resumable_training_callbacks
+from tests.test_case import AtStep
 from tests.test_case import assign_values
 from tests.test_case import shapes_batch
 from tests.test_case import tiny_model
@@ -18,19 +18,8 @@ STEPS_PER_EPOCH = NUM_IMAGES // BATCH
 EMA = dict(momentum=0.05, gamma=4.0)  # fast enough that a lost or repeated EMA step shows
 
 
-class Interrupt(keras.callbacks.Callback):
-    """Raises inside epoch `epoch`, before batch `batch` runs."""
-
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at, self.epoch = (epoch, batch), None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if (self.epoch, batch) == self.at:
-            raise KeyboardInterrupt("killed")
+def kill(model):
+    raise KeyboardInterrupt("killed")
 
 
 def compiled_model():
@@ -70,7 +59,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     assert int(to_numpy(model.optimizer.iterations)) == 0
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        run(model, resumable_training_callbacks(run_dir, **EMA) + [Interrupt(epoch=1, batch=1)])
+        run(model, resumable_training_callbacks(run_dir, **EMA) + [AtStep(1, 1, kill)])
     assert sorted(p.name for p in run_dir.iterdir()) == ["backup", "ema_backup.npz"]
 
     # The resumed run starts from the fresh state again, with new callbacks (a new EMA): the state it

@@ -1,8 +1,10 @@
 """`fit` runs RTMDet's training path on every backend."""
 
+import keras
 import numpy as np
 import pytest
 
+from keras_rtmdet.models.non_finite_loss import NonFiniteLossError
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from tests.test_case import assign_values
 from tests.test_case import one_batch_forever
@@ -91,3 +93,66 @@ def test_bad_targets_are_rejected_with_a_reason():
         model.compute_loss(images, targets["boxes"], y_pred)
     with pytest.warns(UserWarning, match="classes"):
         model.compute_loss(images, {"boxes": targets["boxes"], "classes": targets["labels"]}, y_pred)
+
+
+def with_target(targets, key, image, instance, column, value):
+    bad = {k: np.array(v, copy=True) for k, v in targets.items()}
+    if column is None:
+        bad[key][image, instance] = value
+    else:
+        bad[key][image, instance, column] = value
+    return bad
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda t: with_target(t, "boxes", 3, 0, 2, np.inf), ["batch 1, image 1", "instance 0", "non-finite"]),
+        (lambda t: with_target(t, "boxes", 0, 1, 0, np.nan), ["batch 0, image 0", "instance 1", "non-finite"]),
+        (lambda t: with_target(t, "labels", 2, 0, None, 3), ["batch 1, image 0", "label 3", "[0, 3)"]),
+        (lambda t: with_target(t, "labels", 1, 0, None, -2), ["batch 0, image 1", "label -2"]),
+        (lambda t: dict(t, boxes=np.asarray(t["boxes"]) / 64.0), ["batch 0, image 0", "normalised"]),
+        (lambda t: with_target(t, "boxes", 1, 0, None, [500, 500, 540, 540]), ["image 1", "far outside"]),
+    ],
+)
+def test_fit_names_the_bad_target_before_any_step(compiled_det, change, words):
+    images, targets = shapes_batch()
+    model = compiled_det()
+    before = variable_values(model.variables + model.optimizer.variables)
+    with pytest.raises(ValueError) as error:
+        model.fit(images, change(targets), batch_size=2, epochs=1, verbose=0)
+    for word in words:
+        assert word in str(error.value)
+    after = variable_values(model.variables + model.optimizer.variables)
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+class RaiseAt(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            raise RuntimeError("callback failed")
+
+    def on_predict_batch_end(self, batch, logs=None):
+        raise RuntimeError("callback failed")
+
+
+def test_a_non_finite_loss_stops_fit_and_the_model_stays_usable(compiled_det):
+    """The loss of a dataset's inf box (a dataset's targets are not checked on the host) stops `fit` at once.
+
+    After that, and after exceptions inside `fit` and `predict`, the model still predicts and trains
+    (on JAX, Keras leaves every variable empty after an exception in its loops).
+    """
+    images, targets = shapes_batch()
+    model = compiled_det()
+    bad = with_target(targets, "boxes", 1, 0, 2, np.inf)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 1 .*loss_bbox=nan"):
+        model.fit(one_batch_forever(images, bad), steps_per_epoch=1, epochs=2, verbose=0)
+    model = compiled_det()
+    with pytest.raises(RuntimeError, match="callback failed"):
+        model.fit(one_batch_forever(images, targets), steps_per_epoch=3, epochs=1, verbose=0, callbacks=[RaiseAt()])
+    with pytest.raises(RuntimeError, match="callback failed"):
+        model.predict(images.astype("uint8"), batch_size=2, verbose=0, callbacks=[RaiseAt()])
+    assert all(v.value is not None for v in model.variables)
+    assert model.predict(images.astype("uint8"), verbose=0)["boxes"].shape[0] == len(images)
+    history = model.fit(one_batch_forever(images, targets), steps_per_epoch=1, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0])

@@ -9,6 +9,7 @@ from keras_rtmdet.layers.image_normalization import REFERENCE_MEAN_BGR
 from keras_rtmdet.layers.image_normalization import REFERENCE_STD_BGR
 from keras_rtmdet.layers.image_normalization import ImageNormalization
 from keras_rtmdet.models.cspnext.cspnext_backbone import CSPNeXt
+from keras_rtmdet.models.dense_detector import POSTPROCESS_KEYS
 from keras_rtmdet.models.dense_detector import DenseDetector
 from keras_rtmdet.models.dense_detector import flatten_levels
 from keras_rtmdet.models.preset_loading import PresetMixin
@@ -21,6 +22,9 @@ from keras_rtmdet.ops.dense_postprocess import gather_rows
 from keras_rtmdet.training.detection_targets import normalize_detection_targets
 from keras_rtmdet.training.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
 from keras_rtmdet.training.losses import rtmdet_detection_loss
+from keras_rtmdet.utils.input_checks import check_image_size
+from keras_rtmdet.utils.input_checks import check_num_classes
+from keras_rtmdet.utils.input_checks import check_postprocess_settings
 
 # The static cap on pre-NMS candidates per image (see `select_candidates`).
 # mmdet keeps up to nms_pre=30000 per level; its deploy configs cap at 5000.
@@ -41,7 +45,8 @@ class RTMDet(PresetMixin, DenseDetector):
         neck: a `CSPNeXtPAFPN`.
         head: a `RTMDetSepBNHead`.
         class_names: optional list of `num_classes` names.
-        image_size: (height, width) of the padded input `predict` uses.
+        image_size: (height, width) of the padded input `predict` uses,
+            multiples of 32 (the largest stride); one int for a square.
         input_channel_order: channel order of the pixels `call`/`fit` take
             ("rgb" default; the network itself sees BGR like the reference).
         mean, std: normalisation in the network's (BGR) order.
@@ -91,6 +96,7 @@ class RTMDet(PresetMixin, DenseDetector):
         bounding_box_format="xyxy",
         **kwargs,
     ):
+        image_size = check_image_size(image_size)
         if class_names is not None and len(class_names) != head.num_classes:
             raise ValueError(
                 f"Got {len(class_names)} class names for a head with {head.num_classes} classes."
@@ -111,7 +117,7 @@ class RTMDet(PresetMixin, DenseDetector):
         self.num_classes = head.num_classes
         self.strides = tuple(head.strides)
         self.class_names = list(class_names) if class_names is not None else None
-        self.image_size = tuple(int(s) for s in image_size)
+        self.image_size = image_size
         self.input_channel_order = input_channel_order
         self.mean = tuple(mean)
         self.std = tuple(std)
@@ -186,6 +192,15 @@ class RTMDet(PresetMixin, DenseDetector):
         """(B, N, 4) unclamped xyxy boxes of every prior, in float32 (what the assigner and loss see)."""
         return distance_to_boxes(priors[None, :, :2], ops.cast(y_pred["bbox_preds"], "float32"))
 
+    def target_boxes_in_pixels(self, boxes, image_size):
+        if self.bounding_box_format == "xyxy":
+            return boxes
+        height, width = image_size
+        converted = keras.utils.bounding_boxes.convert_format(
+            boxes, source=self.bounding_box_format, target="xyxy", height=height, width=width
+        )
+        return ops.convert_to_numpy(converted)
+
     def normalize_targets(self, y, image_size):
         """`fit`'s `y` → checked xyxy-pixel `boxes` and `labels` (+ what a variant's loss needs)."""
         return normalize_detection_targets(y, self.bounding_box_format, image_size)
@@ -240,6 +255,8 @@ class RTMDet(PresetMixin, DenseDetector):
     @classmethod
     def _from_scaling(cls, deepen_factor, widen_factor, neck_num_csp_blocks, head_kwargs, **kwargs):
         """Backbone, neck and a `cls.head_class(**head_kwargs)` head from the scaling factors."""
+        check_num_classes(head_kwargs["num_classes"])
+        cls.check_settings(kwargs)
         dtype = kwargs.get("dtype")
         backbone = CSPNeXt(deepen_factor=deepen_factor, widen_factor=widen_factor, dtype=dtype, name="backbone")
         in_channels = list(backbone.out_channels)
@@ -255,6 +272,14 @@ class RTMDet(PresetMixin, DenseDetector):
             **head_kwargs,
         )
         return cls(backbone, neck, head, **kwargs)
+
+    @classmethod
+    def check_settings(cls, settings):
+        """Refuse a bad `image_size` or post-processing setting among constructor `settings`, before any build."""
+        if "image_size" in settings:
+            check_image_size(settings["image_size"])
+        postprocess = {key: value for key, value in settings.items() if key in POSTPROCESS_KEYS}
+        check_postprocess_settings(postprocess, cls.nms_methods)
 
     def get_config(self):
         return {

@@ -9,6 +9,7 @@ from keras_rtmdet.layers.conv_module import BN_EPSILON
 from keras_rtmdet.layers.conv_module import BN_MOMENTUM
 from keras_rtmdet.layers.conv_module import BatchNormBlock
 from keras_rtmdet.layers.sync_batch_normalization import SyncBatchNormalization
+from keras_rtmdet.utils.input_checks import check_num_classes
 
 # Bias of the class logits at initialisation: sigmoid(b) = 0.01.
 PRIOR_PROB = 0.01
@@ -30,7 +31,7 @@ class RTMDetSepBNHead(BatchNormBlock):
     are per level.
 
     Args:
-        num_classes: int.
+        num_classes: a positive integer.
         in_channels: channels of every input level.
         feat_channels: channels inside the towers.
         stacked_convs: 3×3 blocks per tower.
@@ -59,6 +60,7 @@ class RTMDetSepBNHead(BatchNormBlock):
         bn_momentum=BN_MOMENTUM,
         **kwargs,
     ):
+        num_classes = check_num_classes(num_classes)
         super().__init__(bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, **kwargs)
         self.num_classes = num_classes
         self.in_channels = in_channels

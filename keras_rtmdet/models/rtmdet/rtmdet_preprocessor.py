@@ -7,14 +7,22 @@ by up to one grey level and moves detections (see the fixtures' README).
 
 import numpy as np
 
+from keras_rtmdet.utils.input_checks import DEFAULT_PIXEL_RANGE
+from keras_rtmdet.utils.input_checks import check_pixels
+
 CHANNEL_ORDERS = ("rgb", "bgr")
 
 
-def as_image_list(images):
-    """Validate raw images and return them as a list of (H, W, 3) arrays.
+def as_image_list(images, pixel_range=DEFAULT_PIXEL_RANGE):
+    """Validate raw images and return them as a list of (H, W, 3) arrays of pixels in [0, 255].
 
     Accepts one image (H, W, 3), a batch (B, H, W, 3) or a list of images of
-    any sizes; uint8, or real-valued pixels in [0, 255].
+    any sizes; uint8, or real-valued pixels spanning `pixel_range` (low,
+    high), (0, 255) by default: `check_pixels` refuses non-finite values,
+    values outside the range and, with the default range, float images that
+    look scaled to [0, 1]. Another range is mapped linearly onto [0, 255].
+    uint8 images in the default range are returned as they are (the
+    reference's fixed-point uint8 resize), others as float32.
     """
     if isinstance(images, np.ndarray) or hasattr(images, "shape"):
         array = np.asarray(images)
@@ -41,19 +49,16 @@ def as_image_list(images):
             )
         if image.shape[0] == 0 or image.shape[1] == 0:
             raise ValueError(f"Image {i} is empty: shape {image.shape}.")
-        if image.dtype == np.uint8:
-            pass
-        elif np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer):
-            if np.issubdtype(image.dtype, np.floating) and not np.all(np.isfinite(image)):
-                raise ValueError(f"Image {i} contains NaN or infinite pixel values.")
-            image = image.astype(np.float32)
-        else:
-            raise TypeError(
-                f"Image {i} has dtype {image.dtype}; expected uint8 or real-valued "
-                "pixels in [0, 255]."
-            )
         out.append(image)
-    return out
+    low, high = check_pixels(out, pixel_range)
+    return [_to_pixels(image, low, high) for image in out]
+
+
+def _to_pixels(image, low, high):
+    """One checked image as [0, 255] pixels: uint8 kept in the default range, else float32."""
+    if (low, high) == DEFAULT_PIXEL_RANGE:
+        return image if image.dtype == np.uint8 else image.astype(np.float32)
+    return ((image.astype(np.float32) - low) * (255.0 / (high - low))).astype(np.float32)
 
 
 class RTMDetPreprocessor:
@@ -78,13 +83,14 @@ class RTMDetPreprocessor:
         long_edge, short_edge = max(target_h, target_w), min(target_h, target_w)
         return min(long_edge / max(height, width), short_edge / min(height, width))
 
-    def __call__(self, images, input_channel_order="rgb", output_channel_order="rgb"):
+    def __call__(self, images, input_channel_order="rgb", output_channel_order="rgb", pixel_range=DEFAULT_PIXEL_RANGE):
         """Preprocess raw images.
 
         Args:
             images: see `as_image_list`.
             input_channel_order: channel order of `images`.
             output_channel_order: channel order the model expects.
+            pixel_range: (low, high) the pixel values of `images` span (see `as_image_list`).
 
         Returns: dict with `images` (B, H_t, W_t, 3) float32 pixels,
         `scale_factors` (B, 2) float32 (w_scale, h_scale) and
@@ -95,7 +101,7 @@ class RTMDetPreprocessor:
                 raise ValueError(f"Channel order must be one of {CHANNEL_ORDERS}, got {order!r}.")
         import cv2
 
-        images = as_image_list(images)
+        images = as_image_list(images, pixel_range)
         target_h, target_w = self.image_size
         batch = np.full((len(images), target_h, target_w, 3), self.pad_value, np.float32)
         scale_factors = np.zeros((len(images), 2), np.float32)

@@ -117,6 +117,9 @@ class RTMDetRotated(RTMDet):
         angles = ops.cast(y_pred["angle_preds"], "float32")[..., 0]
         return distance_to_rboxes(priors[None, :, :2], distances, angles)
 
+    def target_boxes_in_pixels(self, boxes, image_size):
+        return boxes
+
     def normalize_targets(self, y, image_size):
         return normalize_rotated_targets(y)
 
