@@ -156,19 +156,17 @@ def train_rtmdet(
             switch_epoch=epochs - stage2_epochs, shard=shard,
         )
         default_rate, default_batch = REFERENCE_LR, REFERENCE_BATCH
-    model.compile(
-        optimizer=rtmdet_optimizer(
-            model,
-            epochs,
-            steps_per_epoch,
-            batch_size,
-            base_learning_rate=default_rate if base_learning_rate is None else base_learning_rate,
-            base_batch_size=default_batch if base_batch_size is None else base_batch_size,
-            warmup_steps=warmup_steps,
-        )
+    schedule = dict(
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        base_learning_rate=default_rate if base_learning_rate is None else base_learning_rate,
+        base_batch_size=default_batch if base_batch_size is None else base_batch_size,
+        warmup_steps=warmup_steps,
     )
     ema_callback = ExpMomentumEMA(apply_on_train_end=False) if ema and chief else None
     checkpoint = RunCheckpoint(run_dir, steps_per_epoch, seed, ema=ema_callback, write=chief)
+    _compile_for(model, schedule, resuming=checkpoint.exists())
     if ema_callback is not None:
         ema_callback.build(model)
     start = checkpoint.restore(model)
@@ -200,6 +198,20 @@ def train_rtmdet(
     if ema_callback is not None:
         ema_callback.apply_to_model()
     return history
+
+
+def _compile_for(model, schedule, resuming):
+    """Compile `model` with `rtmdet_optimizer(**schedule)`, unless it is resuming the run it was compiled for.
+
+    Calling `train_rtmdet` again on the model an interruption stopped (a notebook cell run again) then
+    skips the trace and compilation of the train step; the checkpoint's state is loaded either way.
+    """
+    # A string: Keras would wrap a dict attribute of a model in its own tracking type.
+    key = repr(sorted(schedule.items()))
+    if resuming and model.optimizer is not None and getattr(model, "_rtmdet_schedule", None) == key:
+        return
+    model.compile(optimizer=rtmdet_optimizer(model, **schedule))
+    model._rtmdet_schedule = key
 
 
 def _run_seed(seed, run_dir, steps_per_epoch):

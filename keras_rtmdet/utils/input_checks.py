@@ -111,7 +111,8 @@ POSTPROCESS_CHECKS = {
     "nms_pre": lambda v: check_positive_int(v, "nms_pre"),
     "iou_threshold": lambda v: check_probability(v, "iou_threshold"),
     "max_detections": lambda v: check_positive_int(v, "max_detections"),
-    "min_bbox_size": lambda v: check_number(v, "min_bbox_size", low=0),
+    # Negative keeps the degenerate (zero-size) boxes as well, which random weights give.
+    "min_bbox_size": lambda v: check_number(v, "min_bbox_size"),
     "max_candidates": lambda v: check_positive_int(v, "max_candidates"),
 }
 

@@ -124,7 +124,7 @@ FROM_ARCH_SETTINGS = [
     ({"score_threshold": -1}, ["score_threshold", "[0, 1]", "-1"]),
     ({"score_threshold": 2}, ["score_threshold", "[0, 1]"]),
     ({"iou_threshold": NAN}, ["iou_threshold", "nan"]),
-    ({"min_bbox_size": -0.5}, ["min_bbox_size", "≥ 0"]),
+    ({"min_bbox_size": math.nan}, ["min_bbox_size", "finite"]),
     ({"max_detections": 2.5}, ["max_detections", "positive integer"]),
     ({"nms_pre": True}, ["nms_pre", "positive integer"]),
     ({"max_candidates": 0}, ["max_candidates", "positive integer"]),

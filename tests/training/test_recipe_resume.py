@@ -9,7 +9,6 @@ import keras
 import numpy as np
 import pytest
 
-import keras_rtmdet
 from keras_rtmdet.data.synthetic import SyntheticShapesSource
 from keras_rtmdet.models.non_finite_loss import NonFiniteLossError
 from keras_rtmdet.training.stop_conditions import TrainingInterrupted
@@ -42,6 +41,13 @@ def train(run_dir, callbacks=(), model=None, **kwargs):
     return model
 
 
+def scramble(variables):
+    rng = np.random.default_rng(0)
+    for variable in variables:
+        value = keras.ops.convert_to_numpy(variable.value)
+        variable.assign(rng.normal(size=value.shape).astype(value.dtype) if value.dtype.kind == "f" else value + 7)
+
+
 def read_log(run_dir):
     with open(os.path.join(run_dir, "train_log.csv"), newline="") as f:
         return list(csv.reader(f))
@@ -51,14 +57,18 @@ def test_run_interrupted_inside_an_epoch_resumes_to_the_uninterrupted_run(tmp_pa
     whole = train(tmp_path / "whole")
 
     resumed_dir = tmp_path / "resumed"
+    model = tiny_model()
     with pytest.raises(TrainingInterrupted) as stop:
-        train(resumed_dir, [AtStep(*INTERRUPT_AT, press_ctrl_c)])
+        train(resumed_dir, [AtStep(*INTERRUPT_AT, press_ctrl_c)], model=model)
     assert (stop.value.epoch, stop.value.step) == INTERRUPT_AT  # the step under way was finished
     state = json.loads((resumed_dir / "backup" / "state.json").read_text())
     assert state == {"epoch": INTERRUPT_AT[0], "step": INTERRUPT_AT[1] + 1, "seed": 3}
     assert len(read_log(resumed_dir)) == 1 + INTERRUPT_AT[0]  # header and the finished epoch
 
-    resumed = train(resumed_dir)
+    # Resumed on the same model (as a notebook would: its compiled train step is reused), with every
+    # variable, the optimizer's included, scrambled first: what it resumes with can only come from run_dir.
+    scramble(model.variables + model.optimizer.variables)
+    resumed = train(resumed_dir, model=model)
     # Same data order, same augmentation draws, same optimizer and EMA state: the same numbers, bit for bit.
     for name, a, b in zip([v.path for v in whole.weights], variable_values(whole.weights), variable_values(resumed.weights)):
         np.testing.assert_array_equal(a, b, err_msg=name)
@@ -78,12 +88,8 @@ def poison_the_stem(model):
 def test_a_non_finite_loss_stops_the_run_at_its_last_good_epoch(tmp_path):
     model = tiny_model()
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 2 .*loss_cls=nan"):
-        train(tmp_path, [AtStep(1, 0, poison_the_stem, when="end")], model=model, val_source=shapes(2, 1), val_every=1)
+        train(tmp_path, [AtStep(1, 0, poison_the_stem, when="end")], model=model)
     state = json.loads((tmp_path / "backup" / "state.json").read_text())
     assert (state["epoch"], state["step"]) == (1, 0)  # the checkpoint of the last epoch end, kept
-    with open(tmp_path / "results.csv", newline="") as f:
-        assert [row["epoch"] for row in csv.DictReader(f)] == ["1"]  # evaluated once, before the NaN
-    for preset in ("best", "last"):
-        weights = keras_rtmdet.RTMDet.from_preset(tmp_path / preset).weights
-        assert all(np.all(np.isfinite(value)) for value in variable_values(weights)), preset
+    assert len(read_log(tmp_path)) == 2  # no epoch-end callback saw the NaN step (evaluation, presets, log)
     assert all(np.all(np.isfinite(value)) for value in variable_values(model.weights))  # back at that epoch end
