@@ -1,4 +1,4 @@
-"""`train_rtmdet` stopped by Ctrl-C inside an epoch and resumed ends exactly where the uninterrupted run does."""
+"""`train_rtmdet` stopped (a NaN loss, Ctrl-C inside an epoch) and resumed ends exactly where the uninterrupted run does."""
 
 import csv
 import json
@@ -18,8 +18,8 @@ from tests.test_case import SIZE
 from tests.test_case import tiny_model
 from tests.test_case import variable_values
 
-# 3 epochs of 3 steps, the last in stage 2: the interruption (epoch 2, after step 2) leaves
-# one step of a stage-1 epoch and a stage-2 epoch to the resumed run.
+# 3 epochs of 3 steps, the last in stage 2: the NaN (epoch 2, step 2) goes back to the end of epoch 1;
+# Ctrl-C (epoch 2, after step 2) leaves one step of a stage-1 epoch and a stage-2 epoch to the last resume.
 EPOCHS, BATCH, IMAGES = 3, 2, 6
 INTERRUPT_AT = (1, 1)  # (epoch, batch), 0-based: Ctrl-C arrives while this step runs
 
@@ -53,43 +53,44 @@ def read_log(run_dir):
         return list(csv.reader(f))
 
 
-def test_run_interrupted_inside_an_epoch_resumes_to_the_uninterrupted_run(tmp_path):
-    whole = train(tmp_path / "whole")
-
-    resumed_dir = tmp_path / "resumed"
-    model = tiny_model()
-    with pytest.raises(TrainingInterrupted) as stop:
-        train(resumed_dir, [AtStep(*INTERRUPT_AT, press_ctrl_c)], model=model)
-    assert (stop.value.epoch, stop.value.step) == INTERRUPT_AT  # the step under way was finished
-    state = json.loads((resumed_dir / "backup" / "state.json").read_text())
-    assert state == {"epoch": INTERRUPT_AT[0], "step": INTERRUPT_AT[1] + 1, "seed": 3}
-    assert len(read_log(resumed_dir)) == 1 + INTERRUPT_AT[0]  # header and the finished epoch
-
-    # Resumed on the same model (as a notebook would: its compiled train step is reused), with every
-    # variable, the optimizer's included, scrambled first: what it resumes with can only come from run_dir.
-    scramble(model.variables + model.optimizer.variables)
-    resumed = train(resumed_dir, model=model)
-    # Same data order, same augmentation draws, same optimizer and EMA state: the same numbers, bit for bit.
-    for name, a, b in zip([v.path for v in whole.weights], variable_values(whole.weights), variable_values(resumed.weights)):
-        np.testing.assert_array_equal(a, b, err_msg=name)
-    whole_log, resumed_log = read_log(tmp_path / "whole"), read_log(resumed_dir)
-    assert whole_log[0] == ["epoch", "loss", "loss_cls", "loss_bbox", "learning_rate"]
-    assert resumed_log == whole_log and len(whole_log) == 1 + EPOCHS
-    assert all(cell != "" for row in whole_log for cell in row)
-    assert not (resumed_dir / "backup").exists()
-
-
 def poison_the_stem(model):
     """A NaN kernel at the network's input: the next step's loss is NaN."""
     kernel = model.backbone.weights[0]
     kernel.assign(keras.ops.full(kernel.shape, float("nan")))
 
 
-def test_a_non_finite_loss_stops_the_run_at_its_last_good_epoch(tmp_path):
+def test_run_stopped_by_a_nan_then_by_ctrl_c_resumes_to_the_uninterrupted_run(tmp_path):
+    """One run's life: a NaN loss (back to the last epoch end), then Ctrl-C inside an epoch, then the end.
+
+    Each stop is resumed on the same model, as a notebook would (its compiled train step is reused, so
+    the test compiles twice, not four times); before the last resume every variable, the optimizer's
+    included, is scrambled, so what it resumes with can only come from run_dir.
+    """
+    whole = train(tmp_path / "whole")
+
+    run_dir = tmp_path / "stopped"
     model = tiny_model()
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 2 .*loss_cls=nan"):
-        train(tmp_path, [AtStep(1, 0, poison_the_stem, when="end")], model=model)
-    state = json.loads((tmp_path / "backup" / "state.json").read_text())
+        train(run_dir, [AtStep(1, 0, poison_the_stem, when="end")], model=model)
+    state = json.loads((run_dir / "backup" / "state.json").read_text())
     assert (state["epoch"], state["step"]) == (1, 0)  # the checkpoint of the last epoch end, kept
-    assert len(read_log(tmp_path)) == 2  # no epoch-end callback saw the NaN step (evaluation, presets, log)
+    assert len(read_log(run_dir)) == 2  # no epoch-end callback saw the NaN step (evaluation, presets, log)
     assert all(np.all(np.isfinite(value)) for value in variable_values(model.weights))  # back at that epoch end
+
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(run_dir, [AtStep(*INTERRUPT_AT, press_ctrl_c)], model=model)
+    assert (stop.value.epoch, stop.value.step) == INTERRUPT_AT  # the step under way was finished
+    state = json.loads((run_dir / "backup" / "state.json").read_text())
+    assert state == {"epoch": INTERRUPT_AT[0], "step": INTERRUPT_AT[1] + 1, "seed": 3}
+    assert len(read_log(run_dir)) == 1 + INTERRUPT_AT[0]  # header and the finished epoch
+
+    scramble(model.variables + model.optimizer.variables)
+    resumed = train(run_dir, model=model)
+    # Same data order, same augmentation draws, same optimizer and EMA state: the same numbers, bit for bit.
+    for name, a, b in zip([v.path for v in whole.weights], variable_values(whole.weights), variable_values(resumed.weights)):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    whole_log, resumed_log = read_log(tmp_path / "whole"), read_log(run_dir)
+    assert whole_log[0] == ["epoch", "loss", "loss_cls", "loss_bbox", "learning_rate"]
+    assert resumed_log == whole_log and len(whole_log) == 1 + EPOCHS
+    assert all(cell != "" for row in whole_log for cell in row)
+    assert not (run_dir / "backup").exists()
