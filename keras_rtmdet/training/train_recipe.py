@@ -147,11 +147,11 @@ def train_rtmdet(
 
     if rotated:
         rect_labels = rect_labels_of(train_source) if rect_labels is None else rect_labels
-        make_epoch = rotated_epochs(train_source, image_size, process_batch, max_boxes, seed, rect_labels, shard)
+        stages = rotated_epochs(train_source, image_size, process_batch, max_boxes, seed, rect_labels, shard)
         default_rate, default_batch = ROTATED_LEARNING_RATE, ROTATED_BATCH_SIZE
     else:
         stage2_epochs = stage2_epochs_for(epochs) if stage2_epochs is None else int(stage2_epochs)
-        make_epoch = staged_epochs(
+        stages = staged_epochs(
             train_source, instance_segmentation, model_size, image_size, process_batch, max_boxes, seed,
             switch_epoch=epochs - stage2_epochs, shard=shard,
         )
@@ -185,7 +185,7 @@ def train_rtmdet(
         callbacks += [stop_on_interrupt, *extra_callbacks]
         try:
             history = _fit_from(
-                model, make_epoch, start["epoch"], start["step"], epochs, steps_per_epoch, callbacks,
+                model, stages, start["epoch"], start["step"], epochs, steps_per_epoch, callbacks,
                 verbose if chief else 0,
             )
         except TrainingInterrupted:
@@ -227,18 +227,18 @@ def _run_seed(seed, run_dir, steps_per_epoch):
     return int(state["seed"])
 
 
-def _fit_from(model, make_epoch, epoch, step, epochs, steps_per_epoch, callbacks, verbose):
+def _fit_from(model, stages, epoch, step, epochs, steps_per_epoch, callbacks, verbose):
     """`fit` from epoch `epoch`, step `step` to the end: an epoch resumed inside is a `fit` of its own.
 
     Returns the `History` of the last `fit`, its `history` holding every epoch run here.
     """
     runs = []
     if step:
-        data = training_stream(make_epoch, epoch, epoch + 1, steps_per_epoch, skip_steps=step)
+        data = training_stream(stages, epoch, epoch + 1, steps_per_epoch, skip_steps=step)
         runs.append((data, epoch, epoch + 1, steps_per_epoch - step))
         epoch += 1
     if epoch < epochs:
-        runs.append((training_stream(make_epoch, epoch, epochs, steps_per_epoch), epoch, epochs, steps_per_epoch))
+        runs.append((training_stream(stages, epoch, epochs, steps_per_epoch), epoch, epochs, steps_per_epoch))
     logs = {}
     history = None
     for data, first, last, steps in runs:

@@ -2,7 +2,8 @@
 
 Each epoch's batches are drawn afresh from `(seed, epoch)`: its shuffle, its
 augmentation draws, its Mosaic / MixUp pools and its stage (RTMDet's light
-last epochs) depend on nothing before it. So a run resumed at epoch e, step s
+last epochs, a pipeline of its own from the switch epoch on) depend on
+nothing before it. So a run resumed at epoch e, step s
 reads exactly the batches the uninterrupted run reads there: the stream
 starts at epoch e and only the s batches already trained are computed again.
 """
@@ -23,14 +24,30 @@ def epoch_seed(seed, epoch):
     return tf.cast(seed, tf.int64) * EPOCH_SEED_STRIDE + tf.cast(epoch, tf.int64)
 
 
-def training_stream(make_epoch, start_epoch, epochs, steps_per_epoch, skip_steps=0):
-    """Batches of epochs `start_epoch` .. `epochs − 1`, `steps_per_epoch` from each `make_epoch(epoch)`.
+def training_stream(stages, start_epoch, epochs, steps_per_epoch, skip_steps=0):
+    """Batches of epochs `start_epoch` .. `epochs − 1`, `steps_per_epoch` from each epoch's stage.
 
     Args:
-        make_epoch: epoch (int64 scalar tensor) → an endless `tf.data.Dataset` of batches.
+        stages: `[(first_epoch, make_epoch), ...]` in epoch order, the first from epoch 0: each
+            `make_epoch(epoch)` (epoch an int64 scalar tensor) gives an endless `tf.data.Dataset` of
+            batches, used from its `first_epoch` to the next stage's (only the stages the run reaches
+            are ever built or iterated).
         skip_steps: batches of the first epoch already trained (a resume inside an epoch).
     """
+    ends = [first for first, _ in stages[1:]] + [int(epochs)]
+    stream = None
+    for (first, make_epoch), end in zip(stages, ends):
+        low, high = max(int(first), int(start_epoch)), min(int(end), int(epochs))
+        if low >= high:
+            continue
+        part = tf.data.Dataset.range(low, high).flat_map(_epoch_batches(make_epoch, steps_per_epoch))
+        stream = part if stream is None else stream.concatenate(part)
+    if stream is None:
+        raise ValueError(f"No epochs to train from epoch {start_epoch} of {epochs}.")
+    return stream.skip(int(skip_steps)).prefetch(tf.data.AUTOTUNE)
 
+
+def _epoch_batches(make_epoch, steps_per_epoch):
     def epoch_batches(epoch):
         # Sets the seed of this function's graph only. The epoch's seeds are tensors, which TF combines
         # with the graph's seed; with a global seed of 0 (`set_random_seed(0)`) that fails
@@ -38,8 +55,7 @@ def training_stream(make_epoch, start_epoch, epochs, steps_per_epoch, skip_steps
         tf.random.set_seed(STREAM_GRAPH_SEED)
         return make_epoch(epoch).take(int(steps_per_epoch))
 
-    stream = tf.data.Dataset.range(int(start_epoch), int(epochs)).flat_map(epoch_batches)
-    return stream.skip(int(skip_steps)).prefetch(tf.data.AUTOTUNE)
+    return epoch_batches
 
 
 def _augmentation_seed(seed, shard):
@@ -67,25 +83,26 @@ def _pipeline_options(image_size, batch_size, max_boxes, seed, shard, epoch, cap
 
 
 def staged_epochs(source, with_masks, model_size, image_size, batch_size, max_boxes, seed, switch_epoch, shard):
-    """`make_epoch` of RTMDet's recipe: stage 1 (Mosaic, MixUp) before `switch_epoch` (0-based), stage 2 from it."""
+    """`training_stream`'s stages of RTMDet's recipe: 1 (Mosaic, MixUp) up to `switch_epoch` (0-based), then 2."""
     capped_count = tf.Variable(0, dtype=tf.int64, trainable=False)
 
-    def make_epoch(epoch):
-        samples = _epoch_samples(source, seed, epoch, with_masks, shard)
-        if samples.element_spec["boxes"].shape[-1] == 5:
-            raise ValueError(
-                f"{type(source).__name__} has rotated boxes (cx, cy, w, h, angle): train an RTMDetRotated on it."
-            )
-        options = _pipeline_options(image_size, batch_size, max_boxes, seed, shard, epoch, capped_count)
-        stages = [train_pipeline(samples, model_size, stage, **options) for stage in (1, 2)]
-        stage_index = tf.cast(epoch >= switch_epoch, tf.int64)
-        return tf.data.Dataset.choose_from_datasets(stages, tf.data.Dataset.from_tensors(stage_index).repeat())
+    def stage_epochs(stage):
+        def make_epoch(epoch):
+            samples = _epoch_samples(source, seed, epoch, with_masks, shard)
+            if samples.element_spec["boxes"].shape[-1] == 5:
+                raise ValueError(
+                    f"{type(source).__name__} has rotated boxes (cx, cy, w, h, angle): train an RTMDetRotated on it."
+                )
+            options = _pipeline_options(image_size, batch_size, max_boxes, seed, shard, epoch, capped_count)
+            return train_pipeline(samples, model_size, stage, **options)
 
-    return make_epoch
+        return make_epoch
+
+    return [(0, stage_epochs(1)), (int(switch_epoch), stage_epochs(2))]
 
 
 def rotated_epochs(source, image_size, batch_size, max_boxes, seed, rect_labels, shard):
-    """`make_epoch` of MMRotate's RTMDet-R recipe (one stage)."""
+    """`training_stream`'s stages of MMRotate's RTMDet-R recipe: one."""
     capped_count = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def make_epoch(epoch):
@@ -94,4 +111,4 @@ def rotated_epochs(source, image_size, batch_size, max_boxes, seed, rect_labels,
             _epoch_samples(source, seed, epoch, False, shard), rect_labels=rect_labels, **options
         )
 
-    return make_epoch
+    return [(0, make_epoch)]

@@ -16,7 +16,7 @@ def batches(stream):
     return [(images.numpy(), targets["boxes"].numpy()) for images, targets in stream]
 
 
-def make_epoch(seed=5, switch_epoch=2):
+def stages(seed=5, switch_epoch=2):
     source = SyntheticShapesSource(6, image_size=(SIZE, SIZE), num_classes=3, seed=0)
     return staged_epochs(source, False, "tiny", SIZE, BATCH, 10, seed, switch_epoch=switch_epoch, shard=None)
 
@@ -29,17 +29,17 @@ def assert_same_batches(a, b):
 
 
 def test_a_stream_started_inside_an_epoch_continues_the_whole_one():
-    whole = batches(training_stream(make_epoch(), 0, EPOCHS, STEPS))
+    whole = batches(training_stream(stages(), 0, EPOCHS, STEPS))
     assert len(whole) == EPOCHS * STEPS
-    assert_same_batches(batches(training_stream(make_epoch(), 1, EPOCHS, STEPS, skip_steps=2)), whole[STEPS + 2 :])
-    assert_same_batches(batches(training_stream(make_epoch(), 2, EPOCHS, STEPS)), whole[2 * STEPS :])
+    assert_same_batches(batches(training_stream(stages(), 1, EPOCHS, STEPS, skip_steps=2)), whole[STEPS + 2 :])
+    assert_same_batches(batches(training_stream(stages(), 2, EPOCHS, STEPS)), whole[2 * STEPS :])
 
 
 def test_epochs_differ_and_the_seed_and_stage_switch_matter():
-    whole = batches(training_stream(make_epoch(), 0, EPOCHS, STEPS))
+    whole = batches(training_stream(stages(), 0, EPOCHS, STEPS))
     assert not np.array_equal(whole[0][0], whole[STEPS][0])  # another shuffle and other draws each epoch
-    other_seed = batches(training_stream(make_epoch(seed=6), 0, 1, STEPS))
+    other_seed = batches(training_stream(stages(seed=6), 0, 1, STEPS))
     assert not np.array_equal(other_seed[0][0], whole[0][0])
     # Stage 2 from epoch 0 instead of 2: the same shuffle, but no Mosaic / MixUp.
-    stage2 = batches(training_stream(make_epoch(switch_epoch=0), 0, 1, STEPS))
+    stage2 = batches(training_stream(stages(switch_epoch=0), 0, 1, STEPS))
     assert not np.array_equal(stage2[0][0], whole[0][0])
