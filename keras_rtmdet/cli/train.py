@@ -250,7 +250,9 @@ def run_command(args):
 
 def _interrupted_line(interrupt, out):
     """The one line Ctrl-C prints: where training stopped and the command that continues it."""
-    if out is None or not os.path.isdir(os.path.join(out, "backup")):
+    from keras_rtmdet.training.run_checkpoint import BACKUP_DIR
+
+    if out is None or not os.path.isdir(os.path.join(out, BACKUP_DIR)):
         return "Interrupted before training started."
     where = f" after epoch {interrupt.epoch + 1}, step {interrupt.step + 1}" if hasattr(interrupt, "epoch") else ""
     return f"Interrupted{where}; continue with: rtmdet train --resume --out {escape(out)}"
@@ -259,8 +261,9 @@ def _interrupted_line(interrupt, out):
 def _run_arguments(args):
     """The run's arguments: a resumed run's saved ones, else these with the run folder settled (see `--out`)."""
     from keras_rtmdet.cli.run_folders import next_free_folder
+    from keras_rtmdet.training.run_checkpoint import BACKUP_DIR
 
-    interrupted = args.out is not None and os.path.isdir(os.path.join(args.out, "backup"))
+    interrupted = args.out is not None and os.path.isdir(os.path.join(args.out, BACKUP_DIR))
     if args.resume:
         if args.out is None:
             raise ValueError("--resume needs the run's folder: rtmdet train --resume --out DIR.")

@@ -5,8 +5,8 @@ import os
 import keras
 
 from keras_rtmdet.training.ema import ExpMomentumEMA
+from keras_rtmdet.training.run_checkpoint import BACKUP_DIR
 
-BACKUP_DIR = "backup"
 EMA_BACKUP = "ema_backup.npz"
 
 
