@@ -3,9 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BACKENDS ?= tensorflow torch jax
 # Two pytest-xdist workers on the two cores, each test module on one worker (its shared fixtures
-# are built once); WORKERS=0 runs in one process.
+# are built once), the longest modules first (tests/conftest.py); WORKERS=0 runs in one process.
 WORKERS ?= 2
-PYTEST_ARGS ?= -q -rs -p no:cacheprovider --durations=10 $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
+PYTEST_ARGS ?= -q -rs -p no:cacheprovider --durations=10 $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile --no-loadscope-reorder)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

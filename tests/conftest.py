@@ -34,6 +34,25 @@ BACKEND_INDEPENDENT = "backend_independent"  # the result cannot depend on the K
 BACKENDS = "backends"  # backends("jax", ...): a check of those backends' own code path only
 SLOW = "slow"  # full-size or long: the default tier covers the same behaviour at small size
 DESELECTED = pytest.StashKey[dict]()  # {reason: count} of this pass
+# The modules that take longest in a pass (each 40-150 s of one worker on two CPU cores, JAX and TF
+# passes, `--durations` of `make test`), longest first. `make test` hands whole modules to its two
+# workers in collection order (`--dist loadfile --no-loadscope-reorder`); started first, these end
+# while the short modules fill the other worker, instead of one of them running alone at the end.
+LONGEST_MODULES = (
+    "tests/distribute/test_data_parallel.py",
+    "tests/cli/test_rotated_cli.py",
+    "tests/training/test_rotated_training.py",
+    "tests/training/test_ins_training.py",
+    "tests/training/test_recipe_resume.py",
+    "tests/cli/test_ins_cli.py",
+    "tests/export/test_saved_model_export.py",
+    "tests/cli/test_train_cli.py",
+    "tests/export/test_onnx_export.py",
+    "tests/training/test_overfit.py",
+    "tests/evaluation/test_coco_callback.py",
+    "tests/training/test_train_step.py",
+    "tests/training/test_resume.py",
+)
 
 
 def pytest_addoption(parser):
@@ -79,7 +98,14 @@ def pytest_collection_modifyitems(config, items):
         config.workeroutput["deselected"] = dict(reasons)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
+    kept.sort(key=_longest_first)
+    items[:] = kept
+
+
+def _longest_first(item):
+    """The rank of the item's module in LONGEST_MODULES (the others after them, in collection order)."""
+    module = item.nodeid.split("::")[0]
+    return LONGEST_MODULES.index(module) if module in LONGEST_MODULES else len(LONGEST_MODULES)
 
 
 @pytest.hookimpl(optionalhook=True)

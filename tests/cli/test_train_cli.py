@@ -23,13 +23,13 @@ def wide_console(monkeypatch):
 
 def test_train_then_val_on_synthetic_data(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", *SYNTHETIC, "--size", "tiny", "--image-size", "64", "--epochs", "2", "--batch-size", "4"]
+    args = ["train", *SYNTHETIC, "--size", "tiny", "--image-size", "64", "--epochs", "1", "--batch-size", "4"]
     assert main([*args, "--val-every", "1", "--warmup-steps", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Training data" in printed and "Validation data" in printed
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == [1, 2] or [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1]
     assert {"AP", "AP50", "loss", "loss_cls", "loss_bbox"} <= set(rows[0])
     for name in ("results.png", "args.json", "best/config.json", "last/model.weights.h5"):
         assert (out / name).is_file(), name
