@@ -43,7 +43,7 @@ from keras_rtmdet.cli.arg_types import image_size
 from keras_rtmdet.cli.arg_types import non_negative_int
 from keras_rtmdet.cli.arg_types import positive_int
 from keras_rtmdet.cli.arg_types import probability
-from keras_rtmdet.data.dota import rboxes_to_polygons
+from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.utils.drawing import draw_detections
 from keras_rtmdet.utils.image_io import expand_image_paths
 from keras_rtmdet.utils.image_io import read_image
@@ -293,7 +293,7 @@ def predict_batch(model, images, channel_order="rgb", patch_size=None, gap=200, 
     Args:
         images: list of (H, W, 3) uint8 arrays, channels in `channel_order`.
     """
-    from keras_rtmdet.evaluation.dota_merge import predict_large_image
+    from keras_rtmdet.inference.large_image import predict_large_image
 
     large = [patch_size is not None and max(image.shape[:2]) > patch_size for image in images]
     found = [None] * len(images)

@@ -11,7 +11,7 @@ from keras_rtmdet.data.detection_source import DetectionSource
 from keras_rtmdet.data.dota import DOTA_CLASSES
 from keras_rtmdet.data.dota import DotaSource
 from keras_rtmdet.data.dota import polygons_to_rboxes
-from keras_rtmdet.data.dota import rboxes_to_polygons
+from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.data.dota_split import parse_patch_name
 from keras_rtmdet.data.dota_split import patch_windows
 from keras_rtmdet.data.dota_split import split_annotations

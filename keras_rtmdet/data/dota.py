@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_rtmdet.data.coco_json import check_image_file
 from keras_rtmdet.data.detection_source import DetectionSource
+from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.utils.dota_classes import DOTA_CLASSES
 from keras_rtmdet.utils.image_io import IMAGE_EXTENSIONS
 from keras_rtmdet.utils.image_io import read_image
@@ -58,23 +59,6 @@ def polygons_to_rboxes(polygons):
         (cx, cy), (w, h), angle = cv2.minAreaRect(points)
         raw[i] = (cx, cy, w, h, math.radians(angle))
     return regularize_le90_numpy(raw)
-
-
-def rboxes_to_polygons(boxes):
-    """MMRotate's rbox2qbox in numpy: (N, 5) rboxes → (N, 8) float32 corners c+u+v, c+u−v, c−u−v, c−u+v.
-
-    u = (w/2)(cosθ, sinθ), v = (h/2)(−sinθ, cosθ); the order of `ops.rotated_boxes.rbox_corners`.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.ndim != 2 or boxes.shape[1] != 5:
-        raise ValueError(f"Expected rboxes of shape (N, 5), got {boxes.shape}.")
-    cx, cy, w, h, t = boxes.T
-    cos, sin = np.cos(t), np.sin(t)
-    u = np.stack([w / 2 * cos, w / 2 * sin], axis=1)
-    v = np.stack([-h / 2 * sin, h / 2 * cos], axis=1)
-    c = np.stack([cx, cy], axis=1)
-    corners = np.stack([c + u + v, c + u - v, c - u - v, c - u + v], axis=1)
-    return corners.reshape(-1, 8).astype(np.float32)
 
 
 def read_dota_annotation(path, class_names=None):

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from keras_rtmdet.data.detection_source import DetectionSource
-from keras_rtmdet.data.dota import rboxes_to_polygons
+from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.data.dota import regularize_le90_numpy
 from keras_rtmdet.data.synthetic import _background
 from keras_rtmdet.data.synthetic import draw_image_size

@@ -1,4 +1,4 @@
-"""Evaluation: COCO (pycocotools) and DOTA metrics, their `fit` callbacks, patch merging, the results plot."""
+"""Evaluation: COCO (pycocotools) and DOTA metrics, their `fit` callbacks, the results plot."""
 
 from keras_rtmdet.evaluation.coco_callback import CocoEvaluationCallback
 from keras_rtmdet.evaluation.coco_metrics import STAT_KEYS
@@ -7,8 +7,6 @@ from keras_rtmdet.evaluation.coco_metrics import detections_to_coco
 from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
 from keras_rtmdet.evaluation.coco_metrics import print_coco_table
 from keras_rtmdet.evaluation.dota_callback import DotaEvaluationCallback
-from keras_rtmdet.evaluation.dota_merge import merge_patch_detections
-from keras_rtmdet.evaluation.dota_merge import predict_large_image
 from keras_rtmdet.evaluation.dota_metrics import dota_average_precision
 from keras_rtmdet.evaluation.dota_metrics import evaluate_dota
 from keras_rtmdet.evaluation.dota_metrics import evaluate_dota_model
@@ -26,9 +24,7 @@ __all__ = [
     "evaluate_coco",
     "evaluate_dota",
     "evaluate_dota_model",
-    "merge_patch_detections",
     "plot_results",
-    "predict_large_image",
     "print_coco_table",
     "print_dota_table",
     "write_dota_submission",

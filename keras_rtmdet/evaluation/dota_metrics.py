@@ -18,10 +18,10 @@ import keras
 import numpy as np
 
 from keras_rtmdet.data.dota import DOTA_CLASSES
-from keras_rtmdet.data.dota import rboxes_to_polygons
-from keras_rtmdet.evaluation.dota_merge import compiled
-from keras_rtmdet.evaluation.dota_merge import padded_size
-from keras_rtmdet.evaluation.dota_merge import predict_images
+from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
+from keras_rtmdet.inference.large_image import compiled
+from keras_rtmdet.inference.large_image import padded_size
+from keras_rtmdet.inference.large_image import predict_images
 
 EVAL_MODES = ("area", "11points")
 DOTA_IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))

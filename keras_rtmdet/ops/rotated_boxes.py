@@ -1,4 +1,4 @@
-"""Rotated-box geometry in `keras.ops`: decoding, le90 angles, corners, exact IoU.
+"""Rotated-box geometry in `keras.ops`: decoding, le90 angles, corners, exact IoU (and the corners in numpy).
 
 A rotated box ("rbox") is `(cx, cy, w, h, angle)` in pixels and radians, in
 image coordinates (y down): a positive angle turns the width axis from +x
@@ -15,6 +15,7 @@ nearly parallel, thin and large boxes too.
 
 import math
 
+import numpy as np
 from keras import ops
 
 # mmrotate's `rbbox_overlaps` clamps sizes and centres before mmcv's IoU.
@@ -252,3 +253,20 @@ def rotated_iou(boxes1, boxes2, eps=1e-6):
     Memory is about 16 floats per pair and intermediate; chunk large sets.
     """
     return aligned_rotated_iou(boxes1[..., :, None, :], boxes2[..., None, :, :], eps=eps)
+
+
+def rboxes_to_polygons(boxes):
+    """MMRotate's rbox2qbox in numpy: (N, 5) rboxes → (N, 8) float32 corners c+u+v, c+u−v, c−u−v, c−u+v.
+
+    u = (w/2)(cosθ, sinθ), v = (h/2)(−sinθ, cosθ); the order of `rbox_corners`, on the host (files, drawing).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 2 or boxes.shape[1] != 5:
+        raise ValueError(f"Expected rboxes of shape (N, 5), got {boxes.shape}.")
+    cx, cy, w, h, t = boxes.T
+    cos, sin = np.cos(t), np.sin(t)
+    u = np.stack([w / 2 * cos, w / 2 * sin], axis=1)
+    v = np.stack([-h / 2 * sin, h / 2 * cos], axis=1)
+    c = np.stack([cx, cy], axis=1)
+    corners = np.stack([c + u + v, c + u - v, c - u - v, c - u + v], axis=1)
+    return corners.reshape(-1, 8).astype(np.float32)

@@ -5,7 +5,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from keras_rtmdet.data.dota import rboxes_to_polygons
+from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 
 # Successive multiples of the golden ratio spread hues evenly for any number
 # of classes, so neighbouring class indices get clearly different colours.

@@ -14,7 +14,7 @@ from keras_rtmdet.cli.data_args import build_sources
 from keras_rtmdet.cli.main import build_parser
 from keras_rtmdet.cli.main import main
 from keras_rtmdet.data.dota import DotaSource
-from keras_rtmdet.data.dota import rboxes_to_polygons
+from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.data.rotated_pipeline import rotated_train_pipeline
 from keras_rtmdet.data.source_dataset import source_dataset
 from keras_rtmdet.data.synthetic_rotated import ROTATED_SHAPE_NAMES

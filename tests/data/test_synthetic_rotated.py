@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from keras_rtmdet.data.dota import rboxes_to_polygons
+from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.data.source_dataset import source_dataset
 from keras_rtmdet.data.synthetic_rotated import ROTATED_SHAPE_NAMES
 from keras_rtmdet.data.synthetic_rotated import SyntheticRotatedSource

@@ -20,11 +20,11 @@ from keras_rtmdet.data import DotaSource
 from keras_rtmdet.evaluation import dota_average_precision
 from keras_rtmdet.evaluation import evaluate_dota
 from keras_rtmdet.evaluation import evaluate_dota_model
-from keras_rtmdet.evaluation import merge_patch_detections
-from keras_rtmdet.evaluation import predict_large_image
 from keras_rtmdet.evaluation import print_dota_table
 from keras_rtmdet.evaluation import write_dota_submission
-from keras_rtmdet.evaluation.dota_merge import rotated_nms_numpy
+from keras_rtmdet.inference import merge_patch_detections
+from keras_rtmdet.inference import predict_large_image
+from keras_rtmdet.inference.large_image import rotated_nms_numpy
 from keras_rtmdet.evaluation.dota_metrics import pairwise_rotated_iou
 
 pytestmark = pytest.mark.backend_independent

@@ -12,10 +12,10 @@ from keras_rtmdet.ops.boxes import distance_to_boxes
 from keras_rtmdet.ops.priors import point_priors
 from keras_rtmdet.ops.rotated_boxes import aligned_rotated_iou
 from keras_rtmdet.ops.rotated_boxes import rbox_corners
-from keras_rtmdet.training.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
+from keras_rtmdet.losses.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
-from keras_rtmdet.training.rotated_assigner import RotatedDynamicSoftLabelAssigner
-from keras_rtmdet.training.rotated_losses import rtmdet_rotated_loss
+from keras_rtmdet.losses.rotated_assigner import RotatedDynamicSoftLabelAssigner
+from keras_rtmdet.losses.rotated_losses import rtmdet_rotated_loss
 from tests.test_case import one_batch_forever
 from tests.test_case import to_numpy
 

@@ -19,9 +19,9 @@ from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import RTMDetPreprocessor
 from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
 from keras_rtmdet.ops.boxes import distance_to_boxes
 from keras_rtmdet.ops.dense_postprocess import gather_rows
-from keras_rtmdet.training.detection_targets import normalize_detection_targets
-from keras_rtmdet.training.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
-from keras_rtmdet.training.losses import rtmdet_detection_loss
+from keras_rtmdet.losses.detection_targets import normalize_detection_targets
+from keras_rtmdet.losses.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
+from keras_rtmdet.losses.detection_losses import rtmdet_detection_loss
 from keras_rtmdet.utils.input_checks import check_image_size
 from keras_rtmdet.utils.input_checks import check_num_classes
 from keras_rtmdet.utils.input_checks import check_postprocess_settings

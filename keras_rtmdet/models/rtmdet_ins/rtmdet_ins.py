@@ -10,8 +10,8 @@ from keras_rtmdet.ops.dynamic_masks import paste_masks
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_head import RTMDetInsSepBNHead
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
-from keras_rtmdet.training.detection_targets import normalize_mask_targets
-from keras_rtmdet.training.mask_loss import rtmdet_mask_loss
+from keras_rtmdet.losses.detection_targets import normalize_mask_targets
+from keras_rtmdet.losses.mask_loss import rtmdet_mask_loss
 
 
 def _per_image_resizes(batch, scale_factors, original_sizes):
@@ -48,7 +48,7 @@ class RTMDetIns(RTMDet):
         mask_threshold: on the mask probability (0.5).
         max_mask_positives: static cap of positives per image whose masks
             enter the loss (512); above it a fixed pseudo-random subset is
-            reweighted (see `keras_rtmdet.training.mask_loss`). Loss memory
+            reweighted (see `keras_rtmdet.losses.mask_loss`). Loss memory
             grows with batch · cap · (H/8 · W/8).
     """
 

@@ -11,9 +11,9 @@ from keras_rtmdet.ops.rotated_boxes import distance_to_rboxes
 from keras_rtmdet.ops.rotated_boxes import rescale_rboxes
 from keras_rtmdet.ops.rotated_nms import ROTATED_NMS_METHODS
 from keras_rtmdet.ops.rotated_nms import rotated_nms_keep
-from keras_rtmdet.training.detection_targets import normalize_rotated_targets
-from keras_rtmdet.training.rotated_assigner import RotatedDynamicSoftLabelAssigner
-from keras_rtmdet.training.rotated_losses import rtmdet_rotated_loss
+from keras_rtmdet.losses.detection_targets import normalize_rotated_targets
+from keras_rtmdet.losses.rotated_assigner import RotatedDynamicSoftLabelAssigner
+from keras_rtmdet.losses.rotated_losses import rtmdet_rotated_loss
 
 # Rotated NMS builds a (max_candidates)² IoU matrix per image. MMRotate keeps
 # up to nms_pre=2000 per level (6000 in all) before its NMS and 2000

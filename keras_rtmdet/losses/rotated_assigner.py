@@ -20,7 +20,7 @@ Boxes are (cx, cy, w, h, angle) rboxes, (B, N, 5) predictions and
 
 from keras_rtmdet.ops.rotated_boxes import points_in_rboxes
 from keras_rtmdet.ops.rotated_boxes import rotated_iou
-from keras_rtmdet.training.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
+from keras_rtmdet.losses.dynamic_soft_label_assigner import DynamicSoftLabelAssigner
 
 # `find_inside_points`' margin from the box border, in pixels.
 INSIDE_EPS = 0.01

@@ -12,7 +12,7 @@ is the one of a single NMS over the image, without its N×N IoU matrix.
 import keras
 import numpy as np
 
-from keras_rtmdet.data.dota import rboxes_to_polygons
+from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.data.dota_split import patch_windows
 from keras_rtmdet.data.dota_split import parse_patch_name
 

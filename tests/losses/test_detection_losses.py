@@ -10,11 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rtmdet.training import DynamicSoftLabelAssigner
-from keras_rtmdet.training import giou_loss
-from keras_rtmdet.training import mask_centers_of_mass
-from keras_rtmdet.training import quality_focal_loss
-from keras_rtmdet.training import rtmdet_detection_loss
+from keras_rtmdet.losses import DynamicSoftLabelAssigner
+from keras_rtmdet.losses import giou_loss
+from keras_rtmdet.losses import mask_centers_of_mass
+from keras_rtmdet.losses import quality_focal_loss
+from keras_rtmdet.losses import rtmdet_detection_loss
 from tests.test_case import FIXTURES
 from tests.test_case import to_numpy
 

@@ -58,7 +58,7 @@ def normalize_mask_targets(y, num_slots, image_size, loss_stride=4):
     needs `y["mask_centers"]` (B, G, 2) (x, y) computed at full resolution
     (the training pipeline's output, 16× smaller per batch).
     """
-    from keras_rtmdet.training.dynamic_soft_label_assigner import mask_centers_of_mass
+    from keras_rtmdet.losses.dynamic_soft_label_assigner import mask_centers_of_mass
 
     if "masks" not in y:
         raise ValueError("Instance-segmentation targets need 'masks' (batch, N, H, W) besides 'boxes' and 'labels'.")

@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_rtmdet.ops.rotated_boxes import aligned_rotated_iou
-from keras_rtmdet.training.losses import dense_detection_loss
+from keras_rtmdet.losses.detection_losses import dense_detection_loss
 
 # The loss's IoU floor (`RotatedIoULoss`: iou.clamp(min=1e-6)).
 IOU_FLOOR = 1e-6

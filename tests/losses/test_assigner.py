@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rtmdet.training import DynamicSoftLabelAssigner
-from keras_rtmdet.training import mask_centers_of_mass
+from keras_rtmdet.losses import DynamicSoftLabelAssigner
+from keras_rtmdet.losses import mask_centers_of_mass
 from tests.test_case import FIXTURES
 from tests.test_case import to_numpy
 
