@@ -106,12 +106,12 @@ def main(argv=None):
     import keras
     import numpy as np
 
-    from keras_rtmdet import RTMDet
+    from keras_rtmdet import DenseDetector
     from keras_rtmdet.export.onnx_export import onnx_models
 
     backend = keras.config.backend()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    model = RTMDet.from_preset(args.preset, load_weights=False)
+    model = DenseDetector.from_preset(args.preset, load_weights=False)
     size = tuple(args.input_size)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.batch_size, *size, 3), dtype=np.uint8)

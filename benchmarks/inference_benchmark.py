@@ -344,7 +344,7 @@ def main(argv=None):
     import keras
     import numpy as np
 
-    from keras_rtmdet import RTMDet
+    from keras_rtmdet import DenseDetector
 
     backend = keras.config.backend()
     if backend == "tensorflow":
@@ -385,7 +385,7 @@ def main(argv=None):
         keras.utils.clear_session()
         keras.config.set_dtype_policy(dtype)
         settings = {} if args.score_threshold is None else {"score_threshold": args.score_threshold}
-        model = RTMDet.from_preset(args.preset, load_weights=False, min_bbox_size=args.min_bbox_size, **settings)
+        model = DenseDetector.from_preset(args.preset, load_weights=False, min_bbox_size=args.min_bbox_size, **settings)
         if backend == "torch":
             model.eval()
         model_stages = stages + [MASK_STAGE] if args.with_postprocess and hasattr(model, "masks_from_detections") else stages

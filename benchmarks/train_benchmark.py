@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_rtmdet import RTMDet  # noqa: E402
+from keras_rtmdet import DenseDetector  # noqa: E402
 from keras_rtmdet.distribute import DataParallel  # noqa: E402
 from keras_rtmdet.distribute import process_count  # noqa: E402
 from keras_rtmdet.distribute import process_rank  # noqa: E402
@@ -106,7 +106,7 @@ def run(args):
     replicas, processes, rank = data_parallel_size(), process_count(), process_rank()
     if args.batch_size % replicas:
         raise SystemExit(f"--batch-size {args.batch_size} does not split over {replicas} replicas")
-    model = RTMDet.from_preset(args.preset, load_weights=False, image_size=(args.image_size,) * 2)
+    model = DenseDetector.from_preset(args.preset, load_weights=False, image_size=(args.image_size,) * 2)
     model.compile(optimizer=rtmdet_optimizer(model, 300, 500, args.batch_size))
     local = args.batch_size // processes
     x, y = synthetic_batch(local, args.image_size, args.gts, seed=rank)

@@ -21,7 +21,7 @@ def main():
     parser.add_argument("--out", default="detections.jpg")
     args = parser.parse_args()
 
-    model = keras_rtmdet.RTMDet.from_preset(args.preset)
+    model = keras_rtmdet.DenseDetector.from_preset(args.preset)
     image = read_image(args.image)
     out = model.predict(image, score_threshold=args.score_thr, verbose=0)
     n = int(out["num_detections"][0])

@@ -1,7 +1,9 @@
 """keras_rtmdet: RTMDet real-time detectors for Keras 3 (TensorFlow, PyTorch, JAX)."""
 
+from keras_rtmdet import export as _registers_the_exporter  # noqa: F401  (DenseDetector.export calls it)
 from keras_rtmdet.models.cspnext.cspnext_backbone import CSPNeXt
 from keras_rtmdet.models.cspnext.cspnext_classifier import CSPNeXtClassifier
+from keras_rtmdet.models.dense_detector import DenseDetector
 from keras_rtmdet.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet.rtmdet_head import RTMDetSepBNHead
@@ -17,6 +19,7 @@ __all__ = [
     "CSPNeXt",
     "CSPNeXtClassifier",
     "CSPNeXtPAFPN",
+    "DenseDetector",
     "MaskFeatModule",
     "RotatedRTMDetSepBNHead",
     "RTMDet",

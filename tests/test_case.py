@@ -1,4 +1,8 @@
-"""Shared helpers for the test suite (the keras-hub `TestCase` idea, as functions)."""
+"""Shared helpers for the test suite (keras-hub's `TestCase`, as plain functions for pytest's fixtures).
+
+A variant's task test is a module fixture (a `TaskCase`: the tiny model, its training batch and raw
+images) plus one-line tests, each calling one `run_*_test` helper below.
+"""
 
 import json
 import os
@@ -7,11 +11,17 @@ import keras
 import numpy as np
 
 from keras_rtmdet import RTMDet
+from keras_rtmdet import RTMDetIns
+from keras_rtmdet import RTMDetRotated
+from keras_rtmdet.models import reference_fixture
+from keras_rtmdet.utils.coco_classes import COCO_CLASSES
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 # The tiny detector's input side and the generated images' size.
 SIZE = 64
+# RTMDet-tiny's depth at an eighth of its width (32 neck channels): the smallest layout the configs scale to.
+TINY_ARCH = {"deepen_factor": 0.167, "widen_factor": 0.125, "neck_num_csp_blocks": 1}
 
 
 def shapes_batch(num_images=4, seed=0):
@@ -37,10 +47,15 @@ def shapes_batch(num_images=4, seed=0):
     return images, {"boxes": boxes, "labels": labels}
 
 
-def tiny_model(**kwargs):
-    """RTMDet-tiny's layout at widen 0.125 (linear head), 3 classes, SIZE², seeded."""
-    keras.utils.set_random_seed(1)
-    return RTMDet.from_arch(0.167, 0.125, 1, False, num_classes=3, image_size=(SIZE, SIZE), **kwargs)
+def tiny_model(task=RTMDet, exp_on_reg=False, num_classes=3, image_size=(SIZE, SIZE), seed=1, **settings):
+    """`task` (RTMDet, RTMDetIns or RTMDetRotated) at `TINY_ARCH`, its variables drawn after `set_random_seed(seed)`.
+
+    `exp_on_reg`: the m/l/x box branch (RTMDetIns has only that one and ignores it); `seed=None` draws from
+    the generator as the caller left it; `settings` go to the constructor (thresholds, class names, ...).
+    """
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    return task.from_arch(**TINY_ARCH, exp_on_reg=exp_on_reg, num_classes=num_classes, image_size=image_size, **settings)
 
 
 def iou_matrix(a, b):
@@ -140,6 +155,38 @@ def load_fixture(name):
     return data
 
 
+# The task of a fixture's or dump's meta.json `kind`.
+REFERENCE_TASKS = {"det": RTMDet, "ins": RTMDetIns, "rot": RTMDetRotated}
+
+
+def reference_model(reference, **settings):
+    """The model a reference fixture (`load_fixture`) or dump records, its checkpoint loaded.
+
+    Architecture, input size and post-processing (the reference's `test_cfg`) from its meta.json, BGR
+    input as the reference's, COCO's class names for an 80-class head; `settings` override any of them.
+    """
+    meta = reference["meta"]
+    arch, size = meta["arch"], meta["arch"]["input_size"]
+    kwargs = {
+        "num_classes": arch["num_classes"],
+        "class_names": COCO_CLASSES if arch["num_classes"] == len(COCO_CLASSES) else None,
+        "image_size": (size, size),
+        "input_channel_order": "bgr",
+        # Called through its module: pytest would collect a `test_*` name in this file as a test.
+        **reference_fixture.test_cfg_settings(meta["test_cfg"]),
+        **settings,
+    }
+    model = REFERENCE_TASKS[meta["kind"]].from_arch(
+        deepen_factor=arch["deepen_factor"],
+        widen_factor=arch["widen_factor"],
+        neck_num_csp_blocks=arch["num_csp_blocks"],
+        exp_on_reg=arch["exp_on_reg"],
+        **kwargs,
+    )
+    model.load_checkpoint(reference["checkpoint"])
+    return model
+
+
 def nchw_to_nhwc(x):
     return np.transpose(x, (0, 2, 3, 1))
 
@@ -167,3 +214,164 @@ def run_serialization_test(obj):
     revived = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
     assert type(revived) is type(obj)
     return clone
+
+
+# --- task tests: a variant's tiny model from build to `.keras` file and preset ---
+
+# A fresh head scores every class near its prior (0.01) and the linear box branch gives near-point boxes:
+# a lower threshold and a negative minimum box size let a random model detect, so that the round trips
+# compare detections, not padding (RTMDetIns' and -R's default 0.05 would leave none). Few detections
+# and NMS candidates keep the outputs and the rotated NMS small.
+TASK_SETTINGS = {"score_threshold": 0.001, "min_bbox_size": -1, "max_detections": 20, "max_candidates": 256}
+
+
+def raw_images(seed=0):
+    """Two uint8 images, one wider and one taller than the model's input: `predict` letterboxes each."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((48, 80, 3), (72, 40, 3))]
+
+
+class TaskCase:
+    """One variant's task test: its tiny model, built once and never compiled, a training batch's images and
+    raw images to detect in.
+
+    A module-scoped fixture returns one (keras-hub's `setUp`); its tests are one-line calls of the
+    `run_*_test` helpers, which share the model, its `predictions` and its `detections`.
+    """
+
+    def __init__(self, task, exp_on_reg=False, **settings):
+        self.model = tiny_model(task, exp_on_reg, **{**TASK_SETTINGS, **settings})
+        self.x, _ = shapes_batch(2)
+        self.images = raw_images()
+        self._predictions = None
+        self._detections = None
+
+    @property
+    def predictions(self):
+        """`model.predict(images)`, computed once."""
+        if self._predictions is None:
+            self._predictions = self.model.predict(self.images, verbose=0)
+        return self._predictions
+
+    @property
+    def detections(self):
+        """`detections_of(model)`, computed once: what every round trip must give again."""
+        if self._detections is None:
+            self._detections = self.detections_of(self.model)
+        return self._detections
+
+    def detections_of(self, model):
+        """`model`'s detections in `images`: its own letterbox, then `detect`, the post-processing that
+        `predict` compiles, run eagerly (a `predict` per restored model would compile it again: 3-9 s
+        each on TensorFlow and JAX)."""
+        batch = model.preprocessor(self.images, input_channel_order="rgb", output_channel_order=model.input_channel_order)
+        detections = model.detect(batch["images"], scale_factors=batch["scale_factors"])
+        return {key: to_numpy(value) for key, value in detections.items()}
+
+
+def run_build_test(case):
+    """The eager forward of the training batch: the variant's outputs, one row per prior."""
+    model, batch = case.model, len(case.x)
+    priors = int(model.priors(case.x.shape[1:3]).shape[0])
+    shapes = {"cls_logits": (batch, priors, model.num_classes), "bbox_preds": (batch, priors, 4)}
+    if isinstance(model, RTMDetRotated):
+        shapes["angle_preds"] = (batch, priors, 1)
+    if isinstance(model, RTMDetIns):
+        stride = model.strides[0]
+        shapes["kernel_preds"] = (batch, priors, model.head.num_gen_params)
+        shapes["mask_feat"] = (batch, SIZE // stride, SIZE // stride, model.head.mask_head.num_prototypes)
+    outputs = model(case.x)
+    assert {key: tuple(value.shape) for key, value in outputs.items()} == shapes
+    assert all(np.all(np.isfinite(to_numpy(value))) for value in outputs.values())
+
+
+def run_fit_step_test(model, x, y=None, **fit_kwargs):
+    """One `fit` epoch of a compiled `model`: finite loss terms adding up to the loss; every convolution
+    kernel of the backbone and neck moved, and some variable of the head. Arrays go in as one batch; a
+    dataset needs `steps_per_epoch`."""
+    if isinstance(x, np.ndarray):
+        fit_kwargs.setdefault("batch_size", len(x))
+    # Every loss term reaches every kernel of the backbone and neck. Not every other variable moves: the
+    # first step of a warmup changes BatchNorm's γ = 1 by less than float32 resolves, and the head's box
+    # branch of a level without positive priors gets no gradient (the box loss counts positives only).
+    kernels = [v for v in model.backbone.trainable_variables + model.neck.trainable_variables if len(v.shape) == 4]
+    watched = kernels + model.head.trainable_variables
+    before = variable_values(watched)
+    history = model.fit(x, y, epochs=1, verbose=0, **fit_kwargs).history
+    terms = {key: values[-1] for key, values in history.items() if key.startswith("loss_")}
+    assert terms and np.all(np.isfinite([history["loss"][-1], *terms.values()])), history
+    np.testing.assert_allclose(history["loss"][-1], sum(terms.values()), rtol=1e-4)
+    moved = [not np.array_equal(to_numpy(v), value) for v, value in zip(watched, before)]
+    assert all(moved[: len(kernels)]), [v.path for v, m in zip(kernels, moved) if not m]
+    assert any(moved[len(kernels) :]), "no head variable moved"
+    return history
+
+
+def run_predict_test(case):
+    """`predict` on raw uint8 images: the variant's outputs, best first, padded with -1 after `num_detections`
+    (RTMDetIns: masks at the largest image's size, empty past each image and past its count)."""
+    model, out = case.model, case.predictions
+    batch, slots = len(case.images), model.max_detections
+    shapes = {
+        "boxes": (batch, slots, 5 if isinstance(model, RTMDetRotated) else 4),
+        "scores": (batch, slots),
+        "labels": (batch, slots),
+        "num_detections": (batch,),
+    }
+    if isinstance(model, RTMDetIns):
+        height, width = (max(image.shape[axis] for image in case.images) for axis in (0, 1))
+        shapes["masks"] = (batch, slots, height, width)
+    assert {key: value.shape for key, value in out.items()} == shapes
+    assert np.all(out["num_detections"] > 0), "nothing detected: the round trips would compare padding only"
+    for b, n in enumerate(out["num_detections"]):
+        assert np.all(np.diff(out["scores"][b, :n]) <= 0)
+        assert np.all((out["labels"][b, :n] >= 0) & (out["labels"][b, :n] < model.num_classes))
+        for key in ("boxes", "scores", "labels"):
+            assert np.all(out[key][b, n:] == -1), key
+        if "masks" in out:
+            height, width = case.images[b].shape[:2]
+            masks = out["masks"][b]
+            assert masks.dtype == bool and not masks[n:].any() and not masks[:, height:].any()
+            assert not masks[:, :, width:].any()
+
+
+def assert_same_detections(actual, expected):
+    """Equal detections: integers exactly, boxes, scores (and RTMDetIns' mask logits) to float32 rounding."""
+    assert set(actual) == set(expected)
+    for key, value in expected.items():
+        if value.dtype.kind == "f":
+            np.testing.assert_allclose(actual[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+        else:
+            np.testing.assert_array_equal(actual[key], value, err_msg=key)
+
+
+def run_config_round_trip_test(case):
+    """`from_config(get_config())`: the same config (through JSON) and, given the weights, the same outputs
+    and detections."""
+    clone = run_serialization_test(case.model)
+    clone.set_weights(case.model.get_weights())
+    outputs = clone(case.x)
+    for key, value in case.model(case.x).items():
+        np.testing.assert_allclose(to_numpy(outputs[key]), to_numpy(value), rtol=1e-5, atol=1e-5, err_msg=key)
+    assert_same_detections(case.detections_of(clone), case.detections)
+
+
+def assert_restored(restored, case):
+    """`restored` is the task's model again: its class, its config, its detections."""
+    assert type(restored) is type(case.model)
+    assert json.dumps(restored.get_config(), sort_keys=True) == json.dumps(case.model.get_config(), sort_keys=True)
+    assert_same_detections(case.detections_of(restored), case.detections)
+
+
+def run_keras_saving_test(case, folder):
+    """`model.save(".keras")`, then `keras.saving.load_model`: the same model, the same detections."""
+    path = os.path.join(folder, "model.keras")
+    case.model.save(path)
+    assert_restored(keras.saving.load_model(path), case)
+
+
+def run_preset_saving_test(case, folder):
+    """`save_to_preset(dir)`, then the variant's `from_preset(dir)`: the same model, the same detections."""
+    preset = os.path.join(folder, "preset")
+    case.model.save_to_preset(preset)
+    assert_restored(type(case.model).from_preset(preset), case)

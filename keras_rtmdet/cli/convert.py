@@ -69,12 +69,13 @@ def add_parser(subparsers):
 
 def build_model(args):
     """The empty (fresh-weights) model the checkpoint is loaded into, and the preset metadata."""
+    from keras_rtmdet import DenseDetector
     from keras_rtmdet import RTMDet
     from keras_rtmdet.utils.coco_classes import COCO_CLASSES
 
     source = os.path.abspath(args.checkpoint)
     if args.preset is not None:
-        model = RTMDet.from_preset(args.preset, load_weights=False)
+        model = DenseDetector.from_preset(args.preset, load_weights=False)
         return model, {"preset": args.preset, "source_checkpoint": source}
     class_names = COCO_CLASSES if args.num_classes == len(COCO_CLASSES) else None
     model = RTMDet.from_arch(

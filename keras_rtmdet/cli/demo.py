@@ -65,29 +65,22 @@ def add_parser(subparsers):
 
 
 def build_demo_model(num_classes, class_names, image_size, seed, task="det"):
-    """RTMDet-tiny's layout: with `exp_on_reg` for det and rot (RTMDet-R); an `RTMDetIns` (no such option) for ins."""
+    """The task's variant at its tiny size, with `exp_on_reg` where the head has the option (not RTMDet-Ins)."""
     import keras
 
-    from keras_rtmdet import RTMDet
-    from keras_rtmdet import RTMDetIns
-    from keras_rtmdet import RTMDetRotated
-    from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
-    from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
-    from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
+    from keras_rtmdet.models.detector_variant import detector_class
 
     keras.utils.set_random_seed(seed)
-    size = (image_size, image_size)
-    if task == "rot":
-        arch = dict(RTMDET_ROTATED_PRESETS["rtmdet_r_tiny_dota"]["arch"], exp_on_reg=True, num_classes=num_classes)
+    detector = detector_class(task)
+    arch = dict(detector.presets[detector.variant.preset_for_size("tiny")]["arch"], num_classes=num_classes)
+    settings = dict(class_names=class_names, image_size=(image_size, image_size))
+    if "exp_on_reg" in arch:
+        arch["exp_on_reg"] = True
+    if detector.variant.sliding_windows:
         # At most a few objects per image: a few hundred NMS candidates, not DOTA's 2000 (a 2000² rotated-IoU
         # matrix per image is most of the evaluation time on a CPU).
-        limits = dict(max_candidates=DEMO_ROTATED_CANDIDATES, max_detections=100)
-        return RTMDetRotated.from_arch(**arch, class_names=class_names, image_size=size, **limits)
-    if task == "ins":
-        arch = dict(RTMDET_INS_PRESETS["rtmdet_ins_tiny_coco"]["arch"], num_classes=num_classes)
-        return RTMDetIns.from_arch(**arch, class_names=class_names, image_size=size)
-    arch = dict(RTMDET_PRESETS["rtmdet_tiny_coco"]["arch"], exp_on_reg=True, num_classes=num_classes)
-    return RTMDet.from_arch(**arch, class_names=class_names, image_size=size)
+        settings.update(max_candidates=DEMO_ROTATED_CANDIDATES, max_detections=100)
+    return detector.from_arch(**arch, **settings)
 
 
 def demo_sources(task, num_images, side, seed):
@@ -105,18 +98,14 @@ def demo_sources(task, num_images, side, seed):
     return source_class(num_images, seed=seed, **common), source_class(max(8, num_images // 8), seed=seed + 1, **common)
 
 
-def final_report(model, val, task):
+def final_report(model, val):
     """The closing line's metrics: DOTA mAP50 / mAP75 / mmAP for rot, COCO box (and mask) AP otherwise."""
-    if task == "rot":
-        from keras_rtmdet.evaluation.dota_metrics import evaluate_dota_model
+    from keras_rtmdet.evaluation.protocols import evaluate_model
 
-        stats = evaluate_dota_model(model, val, batch_size=16, verbose=0, print_table=False)
+    stats = evaluate_model(model, val, batch_size=16, verbose=0)
+    if model.variant.evaluation == "dota":
         return f"[bold]Final mAP50 {stats['mAP50']:.3f}[/] (mAP75 {stats['mAP75']:.3f}, mmAP {stats['mmAP']:.3f})"
-    from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
-
-    ins = task == "ins"
-    stats = evaluate_coco(model, val, batch_size=16, iou_types=("bbox", "segm") if ins else ("bbox",), verbose=0)
-    masks = f", [bold]mask AP {stats['segm_AP']:.3f}[/] (AP50 {stats['segm_AP50']:.3f})" if ins else ""
+    masks = f", [bold]mask AP {stats['segm_AP']:.3f}[/] (AP50 {stats['segm_AP50']:.3f})" if "segm_AP" in stats else ""
     return f"[bold]Final box AP {stats['AP']:.3f}[/] (AP50 {stats['AP50']:.3f}){masks}"
 
 
@@ -125,7 +114,6 @@ def run(args):
     if min(args.images, args.epochs, args.image_size, args.batch_size) < 1:
         err.print("[red]error:[/] --images, --epochs, --image-size and --batch-size must be positive.")
         return 2
-    from keras_rtmdet.cli.train import TASK_NAMES
     from keras_rtmdet.cli.train import finish_run
     from keras_rtmdet.training.train_recipe import train_rtmdet
 
@@ -136,7 +124,7 @@ def run(args):
     metric = "DOTA mAP (rotated IoU)" if args.task == "rot" else "pycocotools"
     out.print(
         Panel(
-            f"Training a {model.count_params():,}-parameter {TASK_NAMES[args.task]} on {len(train)} generated images of "
+            f"Training a {model.count_params():,}-parameter {model.variant.display_name} on {len(train)} generated images of "
             f"{', '.join(train.class_names)} ({side}² , {args.epochs} epochs, batch {args.batch_size}); "
             f"validation on {len(val)} other images with {metric}. Output: {escape(out_dir)}",
             title="rtmdet demo",
@@ -165,7 +153,7 @@ def run(args):
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
     minutes = (time.time() - start) / 60
-    report = final_report(model, val, args.task)
+    report = final_report(model, val)
     finish_run(model, val, out_dir, 6, out)
     out.print(f"{report} on the validation images after {minutes:.1f} min of training.", highlight=False)
     return 0

@@ -1,6 +1,7 @@
 """`rtmdet parity`: an offline numerical-parity check against MMDetection on the bundled mini fixture.
 
-The fixture `tests/fixtures/det_mini_linear` is a tiny RTMDet with RANDOM
+The fixture `det_mini_linear`, shipped with the package
+(`keras_rtmdet/resources/det_mini_linear`), is a tiny RTMDet with RANDOM
 weights, recorded with MMDetection 3.3.0: its checkpoint, two synthetic
 160×160 BGR images and mmdet's own detections for them. The demo converts
 the checkpoint, saves and reloads it as a preset, detects on the two images
@@ -9,8 +10,10 @@ boxes mean nothing; only the arithmetic of the converter and of inference
 is being checked. (`rtmdet demo` trains a real, if tiny, detector.)
 """
 
+import importlib.resources
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +25,15 @@ from rich.table import Table
 from keras_rtmdet.cli.predict import image_detections
 from keras_rtmdet.cli.predict import save_image_result
 from keras_rtmdet.cli.predict import write_results
+from keras_rtmdet.models.reference_fixture import model_from_fixture_meta
+from keras_rtmdet.models.reference_fixture import test_cfg_settings
 from keras_rtmdet.utils.detection_matching import BOX_TOLERANCE_PX
 from keras_rtmdet.utils.detection_matching import SCORE_TOLERANCE
 from keras_rtmdet.utils.detection_matching import match_detections
-from keras_rtmdet.utils.reference_fixture import test_cfg_settings
 
 FIXTURE_NAME = "det_mini_linear"
+# What the check reads of a fixture folder (a reference dump also has features.npz and head.npz).
+FIXTURE_FILES = ("meta.json", "checkpoint.pth", "inputs.npz", "preds.npz")
 HELP = "offline parity check: convert the bundled random-weight mini checkpoint, compare with mmdet"
 
 
@@ -35,32 +41,55 @@ def add_parser(subparsers):
     parser = subparsers.add_parser("parity", help=HELP, description=HELP)
     parser.add_argument("--out", default=os.path.join("runs", "parity"), help="output directory")
     parser.add_argument(
-        "--fixture", help=f"fixture directory (default: tests/fixtures/{FIXTURE_NAME} of the source checkout)"
+        "--fixture",
+        help=f"fixture directory with {', '.join(FIXTURE_FILES)} (default: {FIXTURE_NAME}, shipped with the package)",
     )
     parser.set_defaults(run=run)
 
 
-def find_fixture(name=FIXTURE_NAME):
-    """`tests/fixtures/<name>` in the first directory above the installed package that has it."""
-    import keras_rtmdet
-
-    start = Path(keras_rtmdet.__file__).resolve().parent
-    for directory in (start, *start.parents):
-        candidate = directory / "tests" / "fixtures" / name
-        if (candidate / "checkpoint.pth").is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"Cannot find tests/fixtures/{name} above {start}: the demo needs a source checkout of "
-        "keras_rtmdet (the fixtures are not part of the wheel), or pass --fixture DIR."
-    )
+def default_fixture():
+    """The folder of the fixture shipped with the package (`keras_rtmdet/resources/det_mini_linear`)."""
+    folder = importlib.resources.files("keras_rtmdet.resources") / FIXTURE_NAME
+    if not isinstance(folder, Path):
+        # A zipped install: the converter and np.load need files on disk.
+        raise FileNotFoundError(f"The bundled fixture {folder} is not on the file system: pass --fixture DIR.")
+    return folder
 
 
-def build_preset(fixture, preset_dir):
-    """Convert the fixture's checkpoint and save it as a preset; return (tensors converted, meta)."""
-    from keras_rtmdet.utils.reference_fixture import model_from_fixture_meta
+def read_fixture(fixture):
+    """(meta, raw BGR images, reference detections) of a fixture folder.
 
-    meta = json.loads((fixture / "meta.json").read_text())
-    model = model_from_fixture_meta(meta)
+    Returns the parsed meta.json, inputs.npz's `raw_images` (B, H, W, 3) uint8
+    and preds.npz's `img{i}_bboxes/scores/labels`. Raises FileNotFoundError or
+    ValueError, naming the folder, when it is not a readable fixture.
+    """
+    fixture = Path(fixture)
+    if not fixture.is_dir():
+        raise FileNotFoundError(f"Fixture directory not found: {fixture}")
+    missing = [name for name in FIXTURE_FILES if not (fixture / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{fixture} is not a parity fixture: it has no {', '.join(missing)}.")
+    try:
+        meta = json.loads((fixture / "meta.json").read_text())
+        test_cfg_settings(meta["test_cfg"])
+        with np.load(fixture / "inputs.npz") as inputs:
+            images = inputs["raw_images"]
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"raw_images is {images.dtype} {images.shape}, not (B, H, W, 3) uint8")
+        keys = [f"img{i}_{key}" for i in range(len(images)) for key in ("bboxes", "scores", "labels")]
+        with np.load(fixture / "preds.npz") as preds:
+            reference = {key: preds[key] for key in keys}
+    except (ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{fixture} is not a readable parity fixture: {type(error).__name__}: {error}") from error
+    return meta, images, reference
+
+
+def build_preset(fixture, meta, preset_dir):
+    """Convert the fixture's checkpoint and save it as a preset; return the number of tensors converted."""
+    try:
+        model = model_from_fixture_meta(meta)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{fixture / 'meta.json'} has no usable `arch`: {type(error).__name__}: {error}") from error
     converted = model.load_checkpoint(fixture / "checkpoint.pth")
     model.save_to_preset(
         preset_dir,
@@ -70,7 +99,7 @@ def build_preset(fixture, preset_dir):
             "note": "random weights: a numerical-parity fixture, not a trained model",
         },
     )
-    return converted, meta
+    return converted
 
 
 def compare_and_save(model, outputs, images_bgr, reference, out_dir):
@@ -78,7 +107,7 @@ def compare_and_save(model, outputs, images_bgr, reference, out_dir):
 
     Args:
         outputs: `model.predict` outputs for `images_bgr` (B, H, W, 3) uint8.
-        reference: preds.npz, with `img{i}_bboxes/scores/labels`.
+        reference: preds.npz's `img{i}_bboxes/scores/labels` arrays (`read_fixture`).
 
     Returns: (rich table, detections.json `images` entries, whether all match).
     """
@@ -123,10 +152,9 @@ def run(args):
     )
     preset_dir = os.path.join(args.out, "preset")
     try:
-        fixture = Path(args.fixture) if args.fixture else find_fixture()
-        converted, meta = build_preset(fixture, preset_dir)
-        images = np.load(fixture / "inputs.npz")["raw_images"]
-        reference = np.load(fixture / "preds.npz")
+        fixture = Path(args.fixture) if args.fixture else default_fixture()
+        meta, images, reference = read_fixture(fixture)
+        converted = build_preset(fixture, meta, preset_dir)
     except (ValueError, OSError, KeyError, ImportError) as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
@@ -134,8 +162,7 @@ def run(args):
 
     # Detect with the reloaded preset, so the save/load round trip is checked too.
     model = RTMDet.from_preset(preset_dir)
-    test_cfg = meta["test_cfg"]
-    settings = test_cfg_settings(test_cfg)
+    settings = test_cfg_settings(meta["test_cfg"])
     outputs = model.predict(images, channel_order="bgr", verbose=0, **settings)
     out.print(
         f"Converted {converted} tensors from {escape(os.fspath(fixture / 'checkpoint.pth'))} and "

@@ -90,12 +90,12 @@ def add_parser(subparsers):
 
 
 def load_model(preset, checkpoint=None, image_size=None):
-    """An `RTMDet` (or `RTMDetIns`, for Ins presets) from a preset name/directory, optionally with a
-    checkpoint's weights and another network input size."""
-    from keras_rtmdet import RTMDet
+    """The detector of a preset name/directory (any variant), optionally with a checkpoint's weights and
+    another network input size."""
+    from keras_rtmdet import DenseDetector
 
     settings = {} if image_size is None else {"image_size": image_size}
-    model = RTMDet.from_preset(preset, load_weights=checkpoint is None, **settings)
+    model = DenseDetector.from_preset(preset, load_weights=checkpoint is None, **settings)
     if checkpoint is not None:
         model.load_checkpoint(checkpoint)
     return model
@@ -273,12 +273,13 @@ def run(args):
 
 
 def _check_patches(model, patch_size, gap):
-    from keras_rtmdet import RTMDetRotated
-
     if patch_size is None:
         return
-    if not isinstance(model, RTMDetRotated):
-        raise ValueError("--patch-size (sliding-window detection of large images) needs a rotated (RTMDet-R) model.")
+    if not model.variant.sliding_windows:
+        raise ValueError(
+            f"--patch-size (sliding-window detection of large images) needs a rotated (RTMDet-R) model; "
+            f"this one is an {model.variant.display_name}."
+        )
     if patch_size < 1 or not 0 <= gap < patch_size:
         raise ValueError(f"need --patch-size ≥ 1 and 0 ≤ --gap < --patch-size, got {patch_size} and {gap}.")
 

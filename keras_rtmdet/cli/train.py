@@ -42,14 +42,8 @@ DEFAULT_OUT = os.path.join("runs", "train")
 # What a run writes (`--exist-ok` removes them before a new run starts in the same folder).
 RUN_FILES = (ARGS_FILE, "results.csv", "train_log.csv", "results.png", "best", "last", "val_predictions")
 SIZES = ("tiny", "s", "m", "l", "x")
-ROTATED_SIZES = ("tiny", "s", "m", "l")
+# The variants' task names (`DetectorVariant.task`), listed here so that `--help` builds no model.
 TASKS = ("det", "ins", "rot")
-TASK_NAMES = {"det": "RTMDet", "ins": "RTMDet-Ins", "rot": "RTMDet-R"}
-# Per-task defaults of the run options left unset: RTMDet's 300e COCO recipe, MMRotate's 36e DOTA one.
-RUN_DEFAULTS = {
-    "det": {"image_size": 640, "epochs": 300, "batch_size": 32, "val_every": 10},
-    "rot": {"image_size": 1024, "epochs": 36, "batch_size": 8, "val_every": 12},
-}
 
 
 def add_parser(subparsers):
@@ -129,80 +123,51 @@ def _saved_args(out):
         return json.load(f)
 
 
-def preset_is_rotated(preset):
-    """Whether a built-in preset name or a preset directory holds an RTMDet-R, read without loading it."""
-    from keras_rtmdet.models.preset_loading import CONFIG_FILE
-    from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
-
-    config = os.path.join(os.fspath(preset), CONFIG_FILE)
-    if os.path.isfile(config):
-        with open(config) as f:
-            return json.load(f).get("class_name") == "RTMDetRotated"
-    return preset in RTMDET_ROTATED_PRESETS
-
-
 def resolve_task(args):
-    """The task to train: `--task`, else the preset's, else det."""
-    if args.preset and preset_is_rotated(args.preset):
-        if args.task not in (None, "rot"):
-            raise ValueError(f"--task {args.task}, but --preset {args.preset} is an RTMDet-R (rot) model.")
-        return "rot"
-    return args.task or "det"
+    """The task to train: the preset's (a differing `--task` is refused), else `--task`, else det."""
+    from keras_rtmdet.models.detector_variant import preset_variant
+
+    variant = preset_variant(args.preset) if args.preset else None
+    if variant is None:
+        return args.task or "det"
+    if args.task not in (None, variant.task):
+        raise ValueError(
+            f"--task {args.task}, but --preset {args.preset} is an {variant.display_name} ({variant.task}) model."
+        )
+    return variant.task
 
 
 def fill_run_defaults(args, task):
-    """Set the run options left unset to the task's recipe (`RUN_DEFAULTS`)."""
-    for key, value in RUN_DEFAULTS["rot" if task == "rot" else "det"].items():
+    """Set the run options left unset to the task's recipe (`DetectorVariant.run_defaults`)."""
+    from keras_rtmdet.models.detector_variant import detector_class
+
+    for key, value in detector_class(task).variant.run_defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
 
 
-def build_model(args, num_classes, class_names):
-    """The model to train: `--preset`'s (its task decides det / Ins / rot), else a fresh `--task` / `--size` one."""
+def build_model(args, num_classes, class_names, task="det"):
+    """The model to train: `--preset`'s, else a fresh `--size` one of the task's variant."""
     import keras
 
-    from keras_rtmdet import RTMDet
-    from keras_rtmdet import RTMDetIns
-    from keras_rtmdet import RTMDetRotated
-    from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
-    from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
-    from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
+    from keras_rtmdet.models.detector_variant import detector_class
 
     keras.utils.set_random_seed(args.seed)
     size = (args.image_size, args.image_size)
-    task = getattr(args, "task", None)
+    detector = detector_class(task)
     if args.preset and getattr(args, "backbone_preset", None):
         raise ValueError("--backbone-preset starts a fresh --size model; it cannot be combined with --preset.")
     if args.preset:
-        model = RTMDet.from_preset(args.preset, num_classes=num_classes, class_names=class_names, image_size=size)
-        if task is not None and task != model_task(model):
-            kind = model_task(model)
-            raise ValueError(f"--task {task}, but --preset {args.preset} is an {TASK_NAMES[kind]} ({kind}) model.")
+        model = detector.from_preset(args.preset, num_classes=num_classes, class_names=class_names, image_size=size)
+        if model.variant.task != task:
+            variant = model.variant
+            raise ValueError(f"--task {task}, but --preset {args.preset} is an {variant.display_name} ({variant.task}) model.")
         return model
-    if task == "rot":
-        if args.size not in ROTATED_SIZES:
-            raise ValueError(f"RTMDet-R comes in sizes {', '.join(ROTATED_SIZES)}; got --size {args.size}.")
-        arch = dict(RTMDET_ROTATED_PRESETS[f"rtmdet_r_{args.size}_dota"]["arch"], num_classes=num_classes)
-        model = RTMDetRotated.from_arch(**arch, class_names=class_names, image_size=size)
-    elif task == "ins":
-        arch = dict(RTMDET_INS_PRESETS[f"rtmdet_ins_{args.size}_coco"]["arch"], num_classes=num_classes)
-        model = RTMDetIns.from_arch(**arch, class_names=class_names, image_size=size)
-    else:
-        arch = dict(RTMDET_PRESETS[f"rtmdet_{args.size}_coco"]["arch"], num_classes=num_classes)
-        model = RTMDet.from_arch(**arch, class_names=class_names, image_size=size)
+    arch = dict(detector.presets[detector.variant.preset_for_size(args.size)]["arch"], num_classes=num_classes)
+    model = detector.from_arch(**arch, class_names=class_names, image_size=size)
     if getattr(args, "backbone_preset", None):
         model.load_backbone_preset(args.backbone_preset)
     return model
-
-
-def model_task(model):
-    """"ins" for an `RTMDetIns`, "rot" for an `RTMDetRotated`, "det" for any other detector."""
-    from keras_rtmdet import RTMDetIns
-    from keras_rtmdet import RTMDetRotated
-
-    if isinstance(model, RTMDetRotated):
-        return "rot"
-    return "ins" if isinstance(model, RTMDetIns) else "det"
 
 
 def draw_validation_images(model, source, out_dir, count):
@@ -293,8 +258,11 @@ def _train(args, task, out, err):
     from keras_rtmdet.distribute import is_chief
     from keras_rtmdet.training.train_recipe import train_rtmdet
 
-    train_source, val_source = build_sources(args, train=True, rotated=task == "rot")
-    model = build_model(args, train_source.num_classes, list(train_source.class_names))
+    from keras_rtmdet.models.detector_variant import detector_class
+
+    rotated = detector_class(task).variant.box_format == "xywha"
+    train_source, val_source = build_sources(args, train=True, rotated=rotated)
+    model = build_model(args, train_source.num_classes, list(train_source.class_names), task)
     chief = is_chief()
     os.makedirs(args.out, exist_ok=True)
     if chief and not args.resume:
@@ -302,7 +270,7 @@ def _train(args, task, out, err):
             json.dump({k: v for k, v in vars(args).items() if k != "run"}, f, indent=2)
 
     size = args.size if not args.preset else _preset_size(args.preset)
-    name = TASK_NAMES[model_task(model)]
+    name = model.variant.display_name
     if chief:
         print_dataset_reports(out, train_source, val_source)
         out.print(

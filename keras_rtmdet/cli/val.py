@@ -54,12 +54,12 @@ def add_parser(subparsers):
 def run(args):
     err = Console(stderr=True)
     try:
-        from keras_rtmdet import RTMDet
-        from keras_rtmdet import RTMDetIns
-        from keras_rtmdet import RTMDetRotated
+        from keras_rtmdet import DenseDetector
 
-        model = RTMDet.from_preset(args.preset, **({} if args.image_size is None else {"image_size": args.image_size}))
-        rotated = isinstance(model, RTMDetRotated)
+        model = DenseDetector.from_preset(
+            args.preset, **({} if args.image_size is None else {"image_size": args.image_size})
+        )
+        rotated = model.variant.box_format == "xywha"
         if rotated and getattr(args, "dota", None) and not args.dota_classes and model.class_names:
             args.dota_classes = ",".join(model.class_names)  # DOTA txts name the model's classes
         _, source = build_sources(args, train=False, rotated=rotated)
@@ -73,30 +73,16 @@ def run(args):
     except (ValueError, OSError, ImportError, argparse.ArgumentTypeError) as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
-    settings = {} if args.score_thr is None else {"score_threshold": args.score_thr}
-    if rotated:
-        from keras_rtmdet.evaluation.dota_metrics import evaluate_dota_model
+    from keras_rtmdet.evaluation.protocols import evaluate_model
 
-        stats = evaluate_dota_model(model, source, batch_size=args.batch_size, **settings)
-    else:
-        stats = _coco_stats(model, source, args.batch_size, isinstance(model, RTMDetIns), settings, err)
+    settings = {} if args.score_thr is None else {"score_threshold": args.score_thr}
+    stats = evaluate_model(
+        model, source, batch_size=args.batch_size,
+        on_note=lambda note: err.print(f"[yellow]note:[/] {escape(note)}", highlight=False), **settings,
+    )
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, METRICS_FILE)
     with open(path, "w") as f:
         json.dump(stats, f, indent=2, default=float)
     Console().print(f"Wrote {escape(path)}.", highlight=False)
     return 0
-
-
-def _coco_stats(model, source, batch_size, instance_segmentation, settings, err):
-    """`evaluate_coco`'s stats: bbox, and segm for an RTMDet-Ins on data with masks."""
-    from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
-    from keras_rtmdet.evaluation.coco_metrics import has_segmentations
-
-    iou_types = ("bbox",)
-    if instance_segmentation:
-        if has_segmentations(source.coco):
-            iou_types = ("bbox", "segm")
-        else:
-            err.print("[yellow]note:[/] the validation data has no instance masks: box AP only.", highlight=False)
-    return evaluate_coco(model, source, batch_size=batch_size, iou_types=iou_types, **settings)

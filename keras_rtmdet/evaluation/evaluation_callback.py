@@ -12,7 +12,6 @@ import os
 import keras
 
 from keras_rtmdet.models.dense_detector import POSTPROCESS_KEYS
-from keras_rtmdet.training.ema import ExpMomentumEMA
 from keras_rtmdet.utils.scalars import as_float
 
 RESULTS_FILE = "results.csv"
@@ -110,8 +109,9 @@ class EvaluationCallback(keras.callbacks.Callback):
         unknown = sorted(set(postprocess_settings) - set(POSTPROCESS_KEYS))
         if unknown:
             raise ValueError(f"Unknown post-processing setting {unknown[0]!r}; known: {POSTPROCESS_KEYS}.")
-        if ema is not None and not isinstance(ema, ExpMomentumEMA):
-            raise ValueError(f"ema must be an ExpMomentumEMA or None, got {type(ema).__name__}.")
+        # What the evaluation asks of `keras_rtmdet.training.ExpMomentumEMA` (the training layer sits above).
+        if ema is not None and not (hasattr(ema, "built") and callable(getattr(ema, "swap", None))):
+            raise ValueError(f"ema must be an ExpMomentumEMA (`built`, `swap()`) or None, got {type(ema).__name__}.")
         self.source = source
         self.run_dir = os.fspath(run_dir)
         self.monitor = monitor

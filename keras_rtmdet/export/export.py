@@ -18,14 +18,12 @@ TENSORFLOW_FORMATS = ("saved_model", "tf_trt")
 
 
 def _check_detector(model):
-    from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
-    from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated import RTMDetRotated
+    from keras_rtmdet.models.dense_detector import DenseDetector
 
-    if not isinstance(model, RTMDet) or isinstance(model, RTMDetRotated):
-        raise TypeError(
-            f"Export serves RTMDet and RTMDetIns detectors; got {type(model).__name__} "
-            "(RTMDet-R export is not implemented: save its weights and serve it with Keras)."
-        )
+    if not isinstance(model, DenseDetector):
+        raise TypeError(f"Export serves RTMDet detectors (a DenseDetector); got {type(model).__name__}.")
+    if model.variant.export_refusal:
+        raise TypeError(f"Cannot export this {model.variant.display_name}: {model.variant.export_refusal}")
 
 
 def export(

@@ -1,51 +1,59 @@
 """The shared base of RTMDet's detection, instance and rotated variants.
 
 A dense detector is a functional Keras model from padded pixel images to
-per-prior outputs (`call`), plus fixed-shape post-processing (`postprocess`)
-that turns them into padded detections. Subclasses differ only in their head
-outputs, in how candidate boxes are decoded and suppressed, and in what they
-add to each detection (masks, angles).
+per-prior outputs (`call`: backbone → neck → head), trained against dynamic
+soft-label targets (`compute_loss`) and followed by fixed-shape
+post-processing (`DensePostprocessing`) that turns the outputs into padded
+detections. Variants differ only in their head, their targets, assigner and
+losses, and their post-processing hooks (how boxes are decoded and
+suppressed, what each detection carries), and declare what the rest of the
+package asks of them in `variant` (`DetectorVariant`), as detectron2's dense
+detectors differ from their base.
 """
-
-import contextlib
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_rtmdet.distribute.replicas import cross_replica_mean
 from keras_rtmdet.distribute.replicas import local_replica_count
+from keras_rtmdet.distribute.replicas import scale_loss_for_gradient_sum
 from keras_rtmdet.distribute.replicas import torch_process_group_size
+from keras_rtmdet.layers.image_normalization import REFERENCE_MEAN_BGR
+from keras_rtmdet.layers.image_normalization import REFERENCE_STD_BGR
+from keras_rtmdet.layers.image_normalization import ImageNormalization
+from keras_rtmdet.models.cspnext.cspnext_backbone import CSPNeXt
+from keras_rtmdet.models.dense_postprocessing import POSTPROCESS_KEYS
+from keras_rtmdet.models.dense_postprocessing import DensePostprocessing
 from keras_rtmdet.models.jax_state_guard import model_state_kept
 from keras_rtmdet.models.non_finite_loss import StopOnNonFiniteLoss
-from keras_rtmdet.ops.dense_postprocess import gather_rows
-from keras_rtmdet.ops.dense_postprocess import pad_detections
-from keras_rtmdet.ops.dense_postprocess import select_candidates
-from keras_rtmdet.ops.dense_postprocess import top_detections
-from keras_rtmdet.ops.nms import NMS_METHODS
+from keras_rtmdet.models.preset_loading import PresetMixin
+from keras_rtmdet.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
+from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import RTMDetPreprocessor
 from keras_rtmdet.ops.no_gradients import no_gradients
-from keras_rtmdet.ops.priors import level_sizes
-from keras_rtmdet.ops.priors import point_priors
 from keras_rtmdet.utils.datasets import is_dataset
 from keras_rtmdet.utils.input_checks import DEFAULT_PIXEL_RANGE
+from keras_rtmdet.utils.input_checks import check_image_size
+from keras_rtmdet.utils.input_checks import check_num_classes
 from keras_rtmdet.utils.input_checks import check_pixel_range
 from keras_rtmdet.utils.input_checks import check_pixels
 from keras_rtmdet.utils.input_checks import check_positive_int
 from keras_rtmdet.utils.input_checks import check_postprocess_settings
 from keras_rtmdet.utils.target_checks import check_target_batches
 
-POSTPROCESS_KEYS = (
-    "score_threshold",
-    "nms_pre",
-    "iou_threshold",
-    "max_detections",
-    "min_bbox_size",
-    "max_candidates",
-    "nms_method",
-)
-
-
 # Inputs of `predict_step` copied to its outputs, in `finalize_predictions`' argument order.
 PASSED_THROUGH = ("scale_factors", "original_sizes")
+# The static cap on pre-NMS candidates per image (see `select_candidates`).
+# mmdet keeps up to nms_pre=30000 per level; its deploy configs cap at 5000.
+DEFAULT_MAX_CANDIDATES = 5000
+# `export` is `keras_rtmdet.export.export`, which that package registers here when `keras_rtmdet` is
+# imported (`register_exporter`): the exporters serve the models, so the models do not import them.
+_EXPORTER = []
+
+
+def register_exporter(export):
+    """Make `export(model, path, format=..., **options)` what `DenseDetector.export` calls."""
+    _EXPORTER[:] = [export]
 
 
 def flatten_levels(levels):
@@ -54,15 +62,130 @@ def flatten_levels(levels):
     return ops.concatenate(flat, axis=1) if len(flat) > 1 else flat[0]
 
 
-class DenseDetector(keras.Model):
-    """Base class: inference plumbing shared by every RTMDet variant.
+class DenseDetector(PresetMixin, DensePostprocessing, keras.Model):
+    """Base class of the RTMDet variants: CSPNeXt → CSPNeXtPAFPN → a variant's head.
 
-    Subclasses build the functional graph in `__init__` and implement
-    `decode_candidates` (and optionally `detection_fields`).
+    `call` maps padded pixel images to per-prior outputs; `predict` runs the
+    whole reference inference (keep-ratio resize, pad with 114, normalise,
+    decode, NMS) on raw images of any size.
+
+    A variant sets `variant` (a `DetectorVariant`), `presets`, `head_class`
+    and implements `build_assigner`, `decode_dense_boxes`, `normalize_targets`,
+    `dense_losses`, `training_stages` and the post-processing hook
+    `decode_candidates` (optionally `rescale_boxes`, `box_size_mask`,
+    `suppress`, `detection_fields`, `finalize_predictions`).
+
+    The constructor's arguments (backbone, neck, head, class names, input
+    size and channel order, normalisation, the post-processing settings of
+    `POSTPROCESS_KEYS`, the target box format) are documented on `RTMDet`;
+    each variant's docstring gives its reference post-processing values.
     """
 
-    # The `nms_method` values `suppress` understands.
-    nms_methods = NMS_METHODS
+    # The `DetectorVariant` a concrete variant declares.
+    variant = None
+    # The head `from_arch` builds.
+    head_class = None
+    # Loss terms `dense_losses` returns, each tracked for the progress bar.
+    loss_names = ("loss_cls", "loss_bbox")
+
+    def __init__(
+        self,
+        backbone,
+        neck,
+        head,
+        class_names=None,
+        image_size=(640, 640),
+        input_channel_order="rgb",
+        mean=REFERENCE_MEAN_BGR,
+        std=REFERENCE_STD_BGR,
+        score_threshold=0.001,
+        nms_pre=30000,
+        iou_threshold=0.65,
+        max_detections=300,
+        min_bbox_size=0.0,
+        max_candidates=DEFAULT_MAX_CANDIDATES,
+        nms_method="auto",
+        bounding_box_format="xyxy",
+        **kwargs,
+    ):
+        image_size = check_image_size(image_size)
+        if class_names is not None and len(class_names) != head.num_classes:
+            raise ValueError(
+                f"Got {len(class_names)} class names for a head with {head.num_classes} classes."
+            )
+        # === Layers ===
+        normalizer = ImageNormalization(mean, std, input_channel_order, name="normalizer")
+
+        # === Functional Model ===
+        images = keras.Input(shape=(None, None, 3), name="images")
+        outputs = self._build_outputs(backbone, neck, head, normalizer(images))
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.normalizer = normalizer
+        self.num_classes = head.num_classes
+        self.strides = tuple(head.strides)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.image_size = image_size
+        self.input_channel_order = input_channel_order
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.preprocessor = RTMDetPreprocessor(self.image_size)
+        self.bounding_box_format = bounding_box_format
+        self.assigner = self.build_assigner()
+        self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
+        self._init_postprocess(
+            score_threshold, nms_pre, iou_threshold, max_detections, min_bbox_size, max_candidates, nms_method
+        )
+
+    @staticmethod
+    def _build_outputs(backbone, neck, head, normalized):
+        """`call`'s outputs: every per-level head output flattened over the priors (`flatten_levels`).
+
+        The head's `cls_scores` become `cls_logits`; outputs that are not
+        per-level lists (RTMDet-Ins' `mask_feat`) pass through as they are.
+        """
+        raw = head(neck(backbone(normalized)))
+        return {
+            ("cls_logits" if key == "cls_scores" else key): flatten_levels(value) if isinstance(value, list) else value
+            for key, value in raw.items()
+        }
+
+    def raw_outputs(self, images, normalized=False):
+        """`call`'s outputs; with `normalized=True`, `images` skip the normaliser."""
+        if not normalized:
+            return self(images, training=False)
+        return self._build_outputs(self.backbone, self.neck, self.head, images)
+
+    # --- the variant's hooks ---
+
+    def build_assigner(self):
+        """The label assigner `compute_loss` calls: `assigner(priors, cls_logits, boxes, gt_boxes, gt_labels, gt_centers)`."""
+        raise NotImplementedError
+
+    def decode_dense_boxes(self, y_pred, priors):
+        """(B, N, box_dim) float32 boxes of every prior, unclamped (what the assigner and loss see)."""
+        raise NotImplementedError
+
+    def normalize_targets(self, y, image_size):
+        """`fit`'s `y` → checked `boxes` and `labels` in pixels (+ what a variant's loss needs)."""
+        raise NotImplementedError
+
+    def dense_losses(self, y_pred, targets, assignment, priors, cls_logits, boxes):
+        """{name: scalar} of the `loss_names` terms, from the assignment."""
+        raise NotImplementedError
+
+    def training_stages(self, source, image_size, batch_size, max_boxes, seed, shard, epochs, **recipe):
+        """The recipe's training data: `[(first_epoch, make_epoch), ...]` for `data.training_stream`.
+
+        `recipe` holds the variant's own options (RTMDet: `model_size`,
+        `stage2_epochs`; RTMDet-R: `rect_labels`); an option that does not
+        apply to the variant is refused with a ValueError.
+        """
+        raise NotImplementedError
 
     def compile(self, optimizer="adamw", **kwargs):
         """`keras.Model.compile`, with the optimizer's slots created at once.
@@ -119,7 +242,13 @@ class DenseDetector(keras.Model):
 
     def target_boxes_in_pixels(self, boxes, image_size):
         """`fit`'s target boxes (numpy) as the checks read them: xyxy pixels, or the variant's own pixel boxes."""
-        return boxes
+        if self.bounding_box_format == "xyxy":
+            return boxes
+        height, width = image_size
+        converted = keras.utils.bounding_boxes.convert_format(
+            boxes, source=self.bounding_box_format, target="xyxy", height=height, width=width
+        )
+        return ops.convert_to_numpy(converted)
 
     def train_step(self, *args):
         """Keras' train step; under torch data parallelism (`keras_rtmdet.distribute`) through DDP."""
@@ -129,160 +258,37 @@ class DenseDetector(keras.Model):
             return ddp_train_step(self, *args)
         return super().train_step(*args)
 
-    def _init_postprocess(
-        self,
-        score_threshold,
-        nms_pre,
-        iou_threshold,
-        max_detections,
-        min_bbox_size,
-        max_candidates,
-        nms_method,
-    ):
-        self.set_postprocess(
-            score_threshold=score_threshold,
-            nms_pre=nms_pre,
-            iou_threshold=iou_threshold,
-            max_detections=max_detections,
-            min_bbox_size=min_bbox_size,
-            max_candidates=max_candidates,
-            nms_method=nms_method,
-        )
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The variant's `dense_losses` against its assigner's dynamic soft-label targets, as RTMDet trains.
 
-    def set_postprocess(self, **settings):
-        """Change post-processing settings (see the class docstring).
+        `x`: (B, H, W, 3) images; `y`: `{"boxes": (B, G, box_dim), "labels": (B, G)}`
+        padded with label −1, boxes in `bounding_box_format` (RTMDet's default:
+        xyxy pixels of `x`; RTMDet-R: rboxes), plus the variant's own targets
+        (RTMDet-Ins: `masks`). The assigner sees detached predictions. Returns the
+        sum of the `loss_names` terms, each tracked for the progress bar.
 
-        Every setting is checked (`check_postprocess_settings`) before any is
-        changed: a refused call leaves the model as it was.
+        Data-parallel (see `keras_rtmdet.distribute`): each replica's terms
+        are its own sums over the mean normaliser of all replicas, as mmdet;
+        the progress bar shows their mean over the replicas, which is the
+        whole batch's loss.
         """
-        settings = check_postprocess_settings(settings, self.nms_methods)
-        changed = False
-        for key, value in settings.items():
-            changed = changed or getattr(self, key, None) != value
-            setattr(self, key, value)
-        if changed:
-            # Compiled predict functions bake the settings in; an unchanged model keeps its compiled one.
-            self.predict_function = None
-
-    @contextlib.contextmanager
-    def postprocess_settings(self, **settings):
-        """Temporarily override post-processing settings (`None` keeps the current one)."""
-        settings = {k: v for k, v in settings.items() if v is not None}
-        unknown = sorted(set(settings) - set(POSTPROCESS_KEYS))
-        if unknown:
-            raise ValueError(f"Unknown post-processing setting {unknown[0]!r}; known: {POSTPROCESS_KEYS}.")
-        old = {k: getattr(self, k) for k in settings}
-        self.set_postprocess(**settings)
-        try:
-            yield
-        finally:
-            self.set_postprocess(**old)
-
-    def postprocess_config(self):
-        return {key: getattr(self, key) for key in POSTPROCESS_KEYS}
-
-    # --- post-processing ---
-
-    def priors(self, image_size):
-        """(N, 4) priors (x, y, stride, stride) for a padded input size."""
-        return point_priors(image_size, self.strides)
-
-    def decode_candidates(self, outputs, candidates, priors, image_size):
-        """Return (B, M, box_dim) candidate boxes in padded-input pixels."""
-        raise NotImplementedError
-
-    def rescale_boxes(self, boxes, scale_factors):
-        """Map boxes from the padded input back to original-image pixels."""
-        ws, hs = scale_factors[:, 0:1], scale_factors[:, 1:2]
-        factors = ops.stack([ws, hs, ws, hs], axis=-1)
-        return boxes / factors
-
-    def box_size_mask(self, boxes):
-        w = boxes[..., 2] - boxes[..., 0]
-        h = boxes[..., 3] - boxes[..., 1]
-        return ops.logical_and(w > self.min_bbox_size, h > self.min_bbox_size)
-
-    def suppress(self, boxes, scores, labels, valid):
-        from keras_rtmdet.ops.nms import batched_nms_keep
-
-        return batched_nms_keep(
-            boxes, scores, labels, valid, self.iou_threshold, self.nms_method, int(self.max_detections)
+        images = x["images"] if isinstance(x, dict) else x
+        image_size = tuple(images.shape[1:3])
+        targets = self.normalize_targets(y, image_size)
+        priors = self.priors(image_size)
+        cls_logits = ops.cast(y_pred["cls_logits"], "float32")
+        boxes = self.decode_dense_boxes(y_pred, priors)
+        assignment = self.assigner(
+            priors, cls_logits, boxes, targets["boxes"], targets["labels"], gt_centers=targets.get("centers")
         )
-
-    def detection_fields(self, outputs, fields, prior_index, priors, image_size, scale_factors):
-        """Hook for subclasses to add per-detection outputs (e.g. masks)."""
-        return fields
-
-    def postprocess(self, outputs, image_size, scale_factors=None):
-        """Turn raw per-prior outputs into padded detections.
-
-        Args:
-            outputs: dict from `call` (`cls_logits` (B, N, C) and the
-                variant's box outputs).
-            image_size: (height, width) of the padded input, static ints.
-            scale_factors: optional (B, 2) (w_scale, h_scale) of each image's
-                resize; boxes are divided by them (original-image pixels).
-
-        Returns: dict with `boxes` (B, K, 4), `scores` (B, K), `labels`
-        (B, K) int32, padded with −1 after `num_detections` (B,) entries;
-        K = `max_detections`.
-        """
-        candidates = self.candidate_detections(outputs, image_size, scale_factors)
-        keep = self.suppress(candidates["boxes"], candidates["scores"], candidates["labels"], candidates["valid"])
-        return self.finish_detections(outputs, candidates, keep, image_size, scale_factors)
-
-    def candidate_detections(self, outputs, image_size, scale_factors=None):
-        """The NMS input: the top (prior, class) candidates, decoded (`postprocess`' first half).
-
-        Returns: dict of (B, M) `scores`, `labels`, `prior_index`, `valid`
-        (score and box size) sorted by descending score, and `boxes`
-        (B, M, box_dim) in original-image pixels when `scale_factors` is given.
-        """
-        image_size = tuple(int(s) for s in image_size)
-        sizes = level_sizes(image_size, self.strides)
-        probs = ops.sigmoid(ops.cast(outputs["cls_logits"], "float32"))
-        level_scores, start = [], 0
-        for h, w in sizes:
-            level_scores.append(probs[:, start : start + h * w, :])
-            start += h * w
-        if start != probs.shape[1]:
-            raise ValueError(
-                f"Outputs hold {probs.shape[1]} priors but an input of size {image_size} "
-                f"gives {start}; pass the padded input's size."
-            )
-        candidates = select_candidates(
-            level_scores, self.score_threshold, int(self.nms_pre), int(self.max_candidates)
-        )
-        boxes = self.decode_candidates(outputs, candidates, self.priors(image_size), image_size)
-        if scale_factors is not None:
-            boxes = self.rescale_boxes(boxes, ops.cast(scale_factors, boxes.dtype))
-        candidates["boxes"] = boxes
-        candidates["valid"] = ops.logical_and(candidates["valid"], self.box_size_mask(boxes))
-        return candidates
-
-    # The `call` outputs `detection_fields` reads, besides the candidates (exported graphs pass them on).
-    detection_field_inputs = ()
-
-    def finish_detections(self, outputs, candidates, keep, image_size, scale_factors=None):
-        """`postprocess`' second half: the best `max_detections` kept candidates, padded.
-
-        Args:
-            outputs: `call`'s outputs (only `detection_field_inputs` are read).
-            candidates: `candidate_detections`' dict.
-            keep: (B, M) bool, the NMS survivors.
-        """
-        image_size = tuple(int(s) for s in image_size)
-        order, det_valid = top_detections(keep, candidates["scores"], int(self.max_detections))
-        fields = {
-            "boxes": gather_rows(candidates["boxes"], order),
-            "scores": ops.take_along_axis(candidates["scores"], order, axis=1),
-            "labels": ops.cast(ops.take_along_axis(candidates["labels"], order, axis=1), "int32"),
-        }
-        prior_index = ops.take_along_axis(candidates["prior_index"], order, axis=1)
-        fields = self.detection_fields(
-            outputs, fields, prior_index, self.priors(image_size), image_size, scale_factors
-        )
-        return pad_detections(fields, det_valid, int(self.max_detections))
+        losses = self.dense_losses(y_pred, targets, assignment, priors, cls_logits, boxes)
+        total = 0.0
+        for name in self.loss_names:
+            self.loss_trackers[name].update_state(cross_replica_mean(ops.stop_gradient(losses[name])))
+            total = total + losses[name]
+        if self.losses:
+            total = total + ops.sum(self.losses)
+        return scale_loss_for_gradient_sum(total)
 
     # --- inference entry points ---
 
@@ -410,9 +416,9 @@ class DenseDetector(keras.Model):
         `"tf_trt"` or `"tensorrt"`; see `keras_rtmdet.export.export` for
         the options (`nms`, `input_size`, `dynamic_size`, `batch_size`, ...).
         """
-        from keras_rtmdet.export.export import export
-
-        return export(self, filepath, format=format, verbose=verbose, **options)
+        if not _EXPORTER:
+            raise RuntimeError("No exporter registered: import keras_rtmdet.export first.")
+        return _EXPORTER[0](self, filepath, format=format, verbose=verbose, **options)
 
     def detect(self, images, scale_factors=None, normalized=False, **settings):
         """Post-process an already preprocessed, padded batch (eagerly).
@@ -430,3 +436,75 @@ class DenseDetector(keras.Model):
             outputs = self.raw_outputs(images, normalized=normalized)
             return self.postprocess(outputs, images.shape[1:3], scale_factors)
 
+    def load_backbone_preset(self, preset, checkpoint=None):
+        """Start from an ImageNet backbone, as the reference's tiny/s training does.
+
+        Loads the backbone of a `CSPNeXtClassifier` preset (`"cspnext_s_imagenet"`,
+        a classifier preset directory, or with `checkpoint` a local mmpretrain
+        `.pth`) into this model's backbone; neck and head keep their weights.
+        The weights are copied as they are: like mmdet, a backbone trained on
+        RGB inputs then sees this detector's BGR inputs and adapts in training.
+        """
+        from keras_rtmdet.models.cspnext.cspnext_classifier import CSPNeXtClassifier
+        from keras_rtmdet.models.cspnext.cspnext_weights import check_backbone_scaling
+        from keras_rtmdet.models.cspnext.cspnext_weights import copy_backbone_weights
+
+        spec = CSPNeXtClassifier.presets.get(preset)
+        if spec is not None:  # a wrong size fails before anything is downloaded
+            check_backbone_scaling(spec["arch"], self.backbone, source_name=str(preset))
+        classifier = CSPNeXtClassifier.from_preset(preset, checkpoint=checkpoint)
+        copy_backbone_weights(classifier.backbone, self.backbone, source_name=str(preset))
+        return self
+
+    @classmethod
+    def _from_scaling(cls, deepen_factor, widen_factor, neck_num_csp_blocks, head_kwargs, **kwargs):
+        """Backbone, neck and a `cls.head_class(**head_kwargs)` head from the scaling factors."""
+        check_num_classes(head_kwargs["num_classes"])
+        cls.check_settings(kwargs)
+        dtype = kwargs.get("dtype")
+        backbone = CSPNeXt(deepen_factor=deepen_factor, widen_factor=widen_factor, dtype=dtype, name="backbone")
+        in_channels = list(backbone.out_channels)
+        neck = CSPNeXtPAFPN(
+            in_channels, in_channels[0], num_csp_blocks=neck_num_csp_blocks, dtype=dtype, name="neck"
+        )
+        head = cls.head_class(
+            in_channels=in_channels[0],
+            feat_channels=in_channels[0],
+            strides=backbone.strides,
+            dtype=dtype,
+            name="bbox_head",
+            **head_kwargs,
+        )
+        return cls(backbone, neck, head, **kwargs)
+
+    @classmethod
+    def check_settings(cls, settings):
+        """Refuse a bad `image_size` or post-processing setting among constructor `settings`, before any build."""
+        if "image_size" in settings:
+            check_image_size(settings["image_size"])
+        postprocess = {key: value for key, value in settings.items() if key in POSTPROCESS_KEYS}
+        check_postprocess_settings(postprocess, cls.nms_methods)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "neck": keras.saving.serialize_keras_object(self.neck),
+            "head": keras.saving.serialize_keras_object(self.head),
+            "class_names": self.class_names,
+            "image_size": list(self.image_size),
+            "input_channel_order": self.input_channel_order,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "bounding_box_format": self.bounding_box_format,
+            **self.postprocess_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "neck", "head"):
+            if isinstance(config[key], dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

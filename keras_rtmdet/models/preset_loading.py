@@ -85,6 +85,12 @@ class PresetMixin:
             task = _task_with_preset(cls, preset)
             if task is not None:
                 return task.from_preset(preset, checkpoint=checkpoint, load_weights=load_weights, **kwargs)
+            other = _task_with_preset(_preset_family_root(cls), preset)
+            if other is not None:
+                raise ValueError(
+                    f"{preset!r} is an {other.__name__} preset, not one of {cls.__name__}'s: load it with "
+                    f"{other.__name__}.from_preset, or DenseDetector.from_preset for any detector preset."
+                )
             names = sorted(_all_presets(cls))
             close = difflib.get_close_matches(str(preset), names, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -310,6 +316,11 @@ def _load_preset_weights(model, path):
         raise PresetError(
             f"{path} does not fit the {type(model).__name__} of its {CONFIG_FILE}: {error}"
         ) from error
+
+
+def _preset_family_root(cls):
+    """The first class of `cls`'s ancestry that has preset loading: every task with a preset table descends from it."""
+    return next(base for base in reversed(cls.__mro__) if issubclass(base, PresetMixin) and base is not PresetMixin)
 
 
 def _task_subclasses(cls):

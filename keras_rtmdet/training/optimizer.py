@@ -2,11 +2,9 @@
 
 import keras
 
+from keras_rtmdet.models.detector_variant import REFERENCE_BATCH
+from keras_rtmdet.models.detector_variant import REFERENCE_LR
 from keras_rtmdet.training.flat_cosine_schedule import FlatCosineSchedule
-
-# The reference learning rate is 0.004 for a total batch of 256 (8 GPUs × 32).
-REFERENCE_LR = 0.004
-REFERENCE_BATCH = 256
 
 
 def scaled_learning_rate(batch_size, base_learning_rate=REFERENCE_LR, base_batch_size=REFERENCE_BATCH):

@@ -3,37 +3,21 @@
 import os
 import secrets
 
+from keras_rtmdet.data.training_stream import training_stream
 from keras_rtmdet.distribute.replicas import data_parallel_size
 from keras_rtmdet.distribute.replicas import process_count
 from keras_rtmdet.distribute.replicas import process_rank
+from keras_rtmdet.evaluation.protocols import check_validation_data
+from keras_rtmdet.evaluation.protocols import evaluation_callback
 from keras_rtmdet.models.non_finite_loss import NonFiniteLossError
 from keras_rtmdet.training.ema import ExpMomentumEMA
-from keras_rtmdet.training.optimizer import REFERENCE_BATCH
-from keras_rtmdet.training.optimizer import REFERENCE_LR
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from keras_rtmdet.training.run_checkpoint import RunCheckpoint
 from keras_rtmdet.training.stop_conditions import TrainingInterrupted
 from keras_rtmdet.training.stop_conditions import interrupt_after_step
 from keras_rtmdet.training.train_log import TRAIN_LOG
 from keras_rtmdet.training.train_log import TrainLog
-from keras_rtmdet.training.training_stream import rotated_epochs
-from keras_rtmdet.training.training_stream import staged_epochs
-from keras_rtmdet.training.training_stream import training_stream
 from keras_rtmdet.utils.input_checks import check_image_size
-
-# The reference trains 300 epochs and drops Mosaic/MixUp for the last 20.
-REFERENCE_EPOCHS, REFERENCE_STAGE2_EPOCHS = 300, 20
-
-# MMRotate's RTMDet-R schedule_3x: lr 0.004/16 for a total batch of 8.
-ROTATED_LEARNING_RATE, ROTATED_BATCH_SIZE = 0.004 / 16, 8
-
-MODEL_SIZES = ("tiny", "s", "m", "l", "x")
-
-
-def stage2_epochs_for(epochs):
-    """The light-augmentation epochs at the end of an `epochs` run: the reference's 20/300 share, at least 1."""
-    return max(1, round(epochs * REFERENCE_STAGE2_EPOCHS / REFERENCE_EPOCHS)) if epochs > 1 else 0
-
 
 def train_rtmdet(
     model,
@@ -114,11 +98,6 @@ def train_rtmdet(
     Returns: the Keras `History`. At the end the model holds the EMA weights (the chief's, with several
     processes).
     """
-    from keras_rtmdet.models.rtmdet_ins.rtmdet_ins import RTMDetIns
-    from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated import RTMDetRotated
-
-    if model_size not in MODEL_SIZES:
-        raise ValueError(f"model_size must be one of {MODEL_SIZES}, got {model_size!r}.")
     if train_source.num_classes != model.head.num_classes:
         raise ValueError(
             f"The training data has {train_source.num_classes} classes but the model's head has "
@@ -133,35 +112,23 @@ def train_rtmdet(
     steps_per_epoch = len(train_source) // batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"{len(train_source)} training images are fewer than one batch of {batch_size}.")
-    rotated = isinstance(model, RTMDetRotated)
-    instance_segmentation = isinstance(model, RTMDetIns)
-    if instance_segmentation and val_source is not None:
-        _check_has_segmentations(val_source)
-    if rotated and stage2_epochs:
-        raise ValueError("RTMDet-R trains in one stage (no Mosaic/MixUp): stage2_epochs does not apply.")
+    if val_source is not None:
+        check_validation_data(model, val_source)
     image_size = check_image_size(image_size or model.image_size[0])[0]
-    os.makedirs(run_dir, exist_ok=True)
     process_batch = batch_size // processes
     # Every process must draw the one shuffle order of the shards (`source_dataset`).
     seed = _run_seed(0 if seed is None and processes > 1 else seed, run_dir, steps_per_epoch)
-
-    if rotated:
-        rect_labels = rect_labels_of(train_source) if rect_labels is None else rect_labels
-        stages = rotated_epochs(train_source, image_size, process_batch, max_boxes, seed, rect_labels, shard)
-        default_rate, default_batch = ROTATED_LEARNING_RATE, ROTATED_BATCH_SIZE
-    else:
-        stage2_epochs = stage2_epochs_for(epochs) if stage2_epochs is None else int(stage2_epochs)
-        stages = staged_epochs(
-            train_source, instance_segmentation, model_size, image_size, process_batch, max_boxes, seed,
-            switch_epoch=epochs - stage2_epochs, shard=shard,
-        )
-        default_rate, default_batch = REFERENCE_LR, REFERENCE_BATCH
+    stages = model.training_stages(
+        train_source, image_size, process_batch, max_boxes, seed, shard, epochs,
+        model_size=model_size, stage2_epochs=stage2_epochs, rect_labels=rect_labels,
+    )
+    os.makedirs(run_dir, exist_ok=True)
     schedule = dict(
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         batch_size=batch_size,
-        base_learning_rate=default_rate if base_learning_rate is None else base_learning_rate,
-        base_batch_size=default_batch if base_batch_size is None else base_batch_size,
+        base_learning_rate=model.variant.learning_rate if base_learning_rate is None else base_learning_rate,
+        base_batch_size=model.variant.learning_rate_batch if base_batch_size is None else base_batch_size,
         warmup_steps=warmup_steps,
     )
     ema_callback = ExpMomentumEMA(apply_on_train_end=False) if ema and chief else None
@@ -175,7 +142,7 @@ def train_rtmdet(
         start = {"epoch": 0, "step": 0}
     callbacks = [ema_callback] if ema_callback is not None else []
     if val_source is not None and chief:
-        evaluation = _evaluation_callback(val_source, run_dir, val_every, ema_callback, rotated, instance_segmentation)
+        evaluation = evaluation_callback(model, val_source, run_dir, val_every, ema_callback)
         evaluation.final_epoch = epochs
         callbacks.append(evaluation)
     if chief:
@@ -251,35 +218,3 @@ def _fit_from(model, stages, epoch, step, epochs, steps_per_epoch, callbacks, ve
     if history is not None:
         history.history = logs
     return history
-
-
-def rect_labels_of(source):
-    """Labels of `source` annotated as axis-aligned boxes: its `rect_labels`, else its DOTA rect classes by name."""
-    from keras_rtmdet.utils.dota_classes import DOTA_RECT_CLASSES
-
-    labels = getattr(source, "rect_labels", None)
-    if labels is not None:
-        return [int(label) for label in labels]
-    return [i for i, name in enumerate(source.class_names) if name in DOTA_RECT_CLASSES]
-
-
-def _evaluation_callback(val_source, run_dir, every, ema, rotated, instance_segmentation):
-    if rotated:
-        from keras_rtmdet.evaluation.dota_callback import DotaEvaluationCallback
-
-        return DotaEvaluationCallback(val_source, run_dir, every=every, ema=ema)
-    from keras_rtmdet.evaluation.coco_callback import CocoEvaluationCallback
-
-    iou_types = ("bbox", "segm") if instance_segmentation else ("bbox",)
-    return CocoEvaluationCallback(val_source, run_dir, every=every, ema=ema, iou_types=iou_types)
-
-
-def _check_has_segmentations(source):
-    """Fail before training, not at the first evaluation, when segm AP cannot be computed."""
-    from keras_rtmdet.evaluation.coco_metrics import has_segmentations
-
-    if not has_segmentations(source.coco):
-        raise ValueError(
-            f"The validation data ({type(source).__name__}) has no instance masks, which the segm "
-            "evaluation of an RTMDetIns needs."
-        )

@@ -1,5 +1,6 @@
 """The `rtmdet` command line, run in-process on the random-weight mini fixture."""
 
+import fnmatch
 import json
 from pathlib import Path
 
@@ -7,7 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+import keras_rtmdet
 from keras_rtmdet.utils.detection_matching import match_detections
+from keras_rtmdet.cli import parity
 from keras_rtmdet.cli.main import main
 from keras_rtmdet.utils.coco_classes import COCO_CLASSES
 from keras_rtmdet.utils.drawing import class_color
@@ -51,6 +54,54 @@ def test_parity_matches_mmdet_and_writes_outputs(tmp_path, capsys):
     results = json.loads((out / "detections.json").read_text())
     assert [len(entry["detections"]) for entry in results["images"]] == [300, 300]
     assert read_image(out / "img0.jpg").shape == (160, 160, 3)
+
+
+@pytest.mark.backend_independent
+def test_parity_fixture_ships_with_the_package():
+    # `rtmdet parity` from an installed wheel: its fixture is package data, not tests/fixtures.
+    package = Path(keras_rtmdet.__file__).resolve().parent
+    folder = parity.default_fixture()
+    assert folder.resolve() == package / "resources" / parity.FIXTURE_NAME
+    for name in parity.FIXTURE_FILES:
+        # Real files in the package (tests/fixtures/det_mini_linear links to them, not the other way).
+        assert (folder / name).is_file() and not (folder / name).is_symlink(), name
+    meta, images, reference = parity.read_fixture(folder)
+    assert meta["model"] == parity.FIXTURE_NAME and images.shape == (2, 160, 160, 3)
+    assert [len(reference[f"img{i}_bboxes"]) for i in range(2)] == [300, 300]
+    # ... and the wheel carries them: pyproject.toml's package data names each one.
+    pyproject = package.parent / "pyproject.toml"
+    if pyproject.is_file():  # a source checkout (an installed package has no pyproject.toml)
+        tomllib = pytest.importorskip("tomllib")
+        setuptools_config = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]
+        patterns = setuptools_config["package-data"]["keras_rtmdet.resources"]
+        for name in parity.FIXTURE_FILES:
+            assert any(fnmatch.fnmatch(f"{parity.FIXTURE_NAME}/{name}", p) for p in patterns), name
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ("missing", "Fixture directory not found"),
+        ("empty", "it has no meta.json, checkpoint.pth, inputs.npz, preds.npz"),
+        ("inputs.npz", "is not a readable parity fixture"),
+        ("preds.npz", "is not a readable parity fixture"),
+        ("meta.json", "is not a readable parity fixture"),
+    ],
+)
+def test_parity_bad_fixture_exits_2_naming_it(broken, message, tmp_path, capsys):
+    fixture = tmp_path / "fixture"
+    if broken != "missing":
+        fixture.mkdir()
+    if broken not in ("missing", "empty"):
+        for name in parity.FIXTURE_FILES:
+            (fixture / name).write_bytes((parity.default_fixture() / name).read_bytes())
+        (fixture / broken).write_bytes(b"not a fixture file")
+    out = tmp_path / "parity"
+    assert main(["parity", "--fixture", str(fixture), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(fixture) in err and "Traceback" not in err
+    assert not (out / "preset").exists()
 
 
 def test_convert_then_predict_writes_json(mini_preset, tmp_path, capsys):

@@ -4,7 +4,6 @@ import argparse
 import csv
 import json
 
-import keras
 import numpy as np
 import pytest
 
@@ -23,6 +22,7 @@ from keras_rtmdet.utils.drawing import class_color
 from keras_rtmdet.utils.drawing import draw_detections
 from keras_rtmdet.utils.image_io import read_image
 from keras_rtmdet.utils.image_io import write_image
+from tests.test_case import tiny_model
 
 # 4 training images: one step an epoch at --batch-size 4; 4 validation images (max(4, N // 4)).
 SYNTHETIC = ["--synthetic", "4", "--synthetic-size", "64"]
@@ -36,10 +36,7 @@ def wide_console(monkeypatch):
 @pytest.fixture(scope="module")
 def mini_rotated_preset(tmp_path_factory):
     """An RTMDet-R preset at the smallest width (0.125), 3 synthetic classes, 64²."""
-    keras.utils.set_random_seed(0)
-    model = RTMDetRotated.from_arch(
-        0.167, 0.125, 1, True, num_classes=3, class_names=list(ROTATED_SHAPE_NAMES[:3]), image_size=(64, 64)
-    )
+    model = tiny_model(RTMDetRotated, exp_on_reg=True, seed=0, class_names=list(ROTATED_SHAPE_NAMES[:3]))
     path = tmp_path_factory.mktemp("presets") / "mini_rot"
     model.save_to_preset(str(path))
     return path
@@ -129,7 +126,7 @@ def test_rot_task_defaults_to_the_mmrotate_recipe(monkeypatch):
     # The architecture chosen, without building the model (initialising it is slow on JAX).
     built = {}
     monkeypatch.setattr(RTMDetRotated, "from_arch", classmethod(lambda cls, **kwargs: built.update(kwargs) or cls))
-    assert train_cli.build_model(args, train_source.num_classes, list(train_source.class_names)) is RTMDetRotated
+    assert train_cli.build_model(args, train_source.num_classes, list(train_source.class_names), task) is RTMDetRotated
     assert built == {"deepen_factor": 0.167, "widen_factor": 0.375, "neck_num_csp_blocks": 1, "exp_on_reg": False,
                      "num_classes": 3, "class_names": ["ship", "ellipse", "arrow"], "image_size": (1024, 1024)}
     det = build_parser().parse_args(["train", *SYNTHETIC])

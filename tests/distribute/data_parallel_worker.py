@@ -128,8 +128,8 @@ def run_recipe(run_dir):
     with DataParallel():
         model = RTMDet.from_arch(0.167, 0.125, 1, True, num_classes=3, image_size=(SIZE, SIZE))
         history = train_rtmdet(
-            model, train, run_dir, epochs=2, batch_size=GLOBAL_BATCH, val_source=val, model_size="tiny",
-            stage2_epochs=1, warmup_steps=1, seed=0, verbose=0,
+            model, train, run_dir, epochs=1, batch_size=GLOBAL_BATCH, val_source=val, model_size="tiny",
+            stage2_epochs=0, warmup_steps=1, seed=0, verbose=0,
         )
         with open(os.path.join(run_dir, f"history-{process_rank()}.json"), "w") as f:
             json.dump(history.history, f)

@@ -87,20 +87,24 @@ def test_two_replicas_give_the_losses_and_weights_of_one_device(runs, model):
 
 
 def test_train_rtmdet_data_parallel_keeps_one_ema_log_and_checkpoint(runs):
-    """The whole recipe (stages, EMA, COCO evaluation, backups) under `DataParallel`; files written once."""
+    """The whole recipe (Mosaic / MixUp stage, EMA, COCO evaluation, backups) under `DataParallel`; files written once.
+
+    One epoch: what data parallelism changes (sharded stream, cross-replica losses, one writer) shows in
+    one as in several; the stage switch and the epochs' sequence are the recipe's own tests.
+    """
     processes = 2 if keras.backend.backend() == "torch" else 1
     run_dir = runs / "recipe"
     histories = [json.loads((run_dir / f"history-{rank}.json").read_text()) for rank in range(processes)]
     chief = histories[0]
-    assert len(chief["loss"]) == 2 and np.all(np.isfinite(chief["loss"]))
-    assert "val_AP" in chief and len(chief["val_AP"]) == 2
+    assert len(chief["loss"]) == 1 and np.all(np.isfinite(chief["loss"]))
+    assert "val_AP" in chief and len(chief["val_AP"]) == 1
     for other in histories[1:]:
         # The other process trains (the same logged, cross-replica mean, losses) but does not evaluate.
         np.testing.assert_allclose(other["loss"], chief["loss"], rtol=1e-6)
         assert "val_AP" not in other
     log_rows = (run_dir / "train_log.csv").read_text().strip().splitlines()
-    assert len(log_rows) == 1 + 2, log_rows  # one header, one row per epoch: a single writer
-    assert len((run_dir / "results.csv").read_text().strip().splitlines()) == 1 + 2
+    assert len(log_rows) == 1 + 1, log_rows  # one header, one row per epoch: a single writer
+    assert len((run_dir / "results.csv").read_text().strip().splitlines()) == 1 + 1
     assert (run_dir / "best" / "model.weights.h5").is_file() and (run_dir / "last" / "model.weights.h5").is_file()
     # A finished run leaves no backup behind (the chief deletes it; the others never wrote one).
     assert not (run_dir / "backup").exists() and not (run_dir / "ema_backup.npz").exists()

@@ -4,8 +4,8 @@ import numpy as np
 
 from keras_rtmdet.export.serving_graph import ServingGraph
 from keras_rtmdet.utils.detection_matching import match_detections
-from keras_rtmdet.utils.reference_fixture import model_from_fixture_meta
 from tests.test_case import load_fixture
+from tests.test_case import reference_model
 from tests.test_case import to_numpy
 
 # Served images twice the fixtures' 160² network input: the in-graph resize runs, and no padding is
@@ -19,19 +19,12 @@ def tiny_detector():
     Its weights give varied scores and boxes (a fresh Keras model's head is ~0: every class of a prior
     scores alike); served RGB while the model takes BGR, so the export's channel flip is checked too.
     """
-    fx = load_fixture("det_mini_linear")
-    model = model_from_fixture_meta(fx["meta"], input_channel_order="bgr", max_detections=100)
-    model.load_checkpoint(fx["checkpoint"])
-    return model
+    return reference_model(load_fixture("det_mini_linear"), max_detections=100)
 
 
 def tiny_ins():
     """`ins_mini`: RTMDet-Ins at the same scale, MMDetection's random weights (varied masks)."""
-    from tests.models.test_rtmdet_ins_parity import build_fixture_model
-
-    model = build_fixture_model(load_fixture("ins_mini"))
-    model.set_postprocess(max_detections=30)
-    return model
+    return reference_model(load_fixture("ins_mini"), max_detections=30)
 
 
 def served_images(batch, size=SERVED, seed=0):

@@ -4,17 +4,16 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rtmdet import RTMDet
 from keras_rtmdet.inference import compile_for_inference
+from tests.test_case import SIZE
+from tests.test_case import tiny_model
 
 torch_only = pytest.mark.backends("torch")  # torch.export / torch.compile serving is torch-backend only
-
-SIZE = 64
 
 
 @pytest.fixture(scope="module")
 def model():
-    return RTMDet.from_arch(0.167, 0.125, 1, False, image_size=(SIZE, SIZE))
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")

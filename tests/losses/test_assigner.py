@@ -14,10 +14,10 @@ import pytest
 
 from keras_rtmdet.losses import DynamicSoftLabelAssigner
 from keras_rtmdet.losses import mask_centers_of_mass
-from tests.test_case import FIXTURES
+from tests.losses.loss_cases import ASSIGNER_FIXTURES
+from tests.losses.loss_cases import maybe_jit
 from tests.test_case import to_numpy
 
-ASSIGNER_FIXTURES = os.path.join(FIXTURES, "assigner")
 CASES = ["gt0", "gt1", "gt50", "small", "crowded", "few_priors", "gt_masks"]
 METRIC_ABS_TOL = 1e-4
 
@@ -58,16 +58,6 @@ def pad_gts(cases, num_gts=None, pad_box=(0.0, 0.0, 0.0, 0.0)):
         elif k:
             centers[i, :k] = (c["gt_bboxes"][:, :2] + c["gt_bboxes"][:, 2:]) / 2
     return boxes, labels, centers
-
-
-def maybe_jit(fn):
-    """On JAX, jit the whole call: one XLA compile instead of one per eager op
-    (eager JAX compiles every op for every new shape, ~4 s per call on CI)."""
-    if keras.config.backend() == "jax":
-        import jax
-
-        return jax.jit(fn)
-    return fn
 
 
 def run_assigner(cases, num_gts=None, pad_box=(0.0, 0.0, 0.0, 0.0), use_centers=None, jit=True, **kwargs):

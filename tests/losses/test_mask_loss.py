@@ -9,12 +9,12 @@ from keras_rtmdet.losses.mask_loss import dice_loss
 from keras_rtmdet.losses.mask_loss import rtmdet_mask_loss
 from keras_rtmdet.losses.mask_loss import select_positives
 from keras_rtmdet.losses.detection_losses import rtmdet_detection_loss
+from tests.losses.loss_cases import LOSS_REL_TOL
+from tests.losses.loss_cases import assign
+from tests.losses.loss_cases import flatten_levels
+from tests.losses.loss_cases import load_loss_case
+from tests.losses.loss_cases import rel_err
 from tests.test_case import to_numpy
-from tests.losses.test_detection_losses import LOSS_REL_TOL
-from tests.losses.test_detection_losses import assign
-from tests.losses.test_detection_losses import flatten_levels
-from tests.losses.test_detection_losses import load_loss_case
-from tests.losses.test_detection_losses import rel_err
 
 WEIGHT_NUMS, BIAS_NUMS = [80, 64, 8], [8, 8, 1]
 

@@ -16,6 +16,7 @@ from tests.test_case import FIXTURES
 from tests.test_case import build_shapes_only
 from tests.test_case import one_batch_forever
 from tests.test_case import run_serialization_test
+from tests.test_case import tiny_model
 from tests.test_case import to_numpy
 from tests.test_case import trainable_parameter_count
 
@@ -104,7 +105,7 @@ def mini_classifier_preset(monkeypatch, tmp_path):
 
 def test_detector_starts_from_an_imagenet_backbone_preset(mini_classifier_preset):
     classifier = CSPNeXtClassifier.from_preset("mini_test_imagenet")
-    detector = RTMDet.from_arch(0.167, 0.125, 1, False, num_classes=3)
+    detector = tiny_model()
     fresh = {v.path: to_numpy(v) for v in detector.weights}
     detector.load_backbone_preset("mini_test_imagenet")
     for source, target in zip(classifier.backbone.weights, detector.backbone.weights):

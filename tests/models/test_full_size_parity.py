@@ -15,49 +15,30 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rtmdet import RTMDet
-from keras_rtmdet import RTMDetIns
-from keras_rtmdet import RTMDetRotated
 from keras_rtmdet.ops.no_gradients import no_gradients
 from keras_rtmdet.utils.detection_matching import BOX_TOLERANCE_PX
 from keras_rtmdet.utils.detection_matching import SCORE_TOLERANCE
 from keras_rtmdet.utils.detection_matching import match_detections
-from keras_rtmdet.utils import reference_fixture
 from tests.models.reference_dumps import reference_dump
 from tests.models.reference_dumps import selected_models
 from tests.test_case import DENSE_REL_TOL
 from tests.test_case import dense_relative_error
 from tests.test_case import load_fixture
 from tests.test_case import nchw_to_nhwc
+from tests.test_case import reference_model
 from tests.test_case import to_numpy
 
 # The reference tools' mask tolerance (compare.py --mask-frac): per matched instance, the fraction of its
 # pixels whose mask differs. Pixels whose logit sits on the 0.5 threshold flip with any float32 rounding.
 MAX_MASK_FLIP_FRACTION = 1e-3
-TASKS = {"det": RTMDet, "ins": RTMDetIns, "rot": RTMDetRotated}
 
 
 def build_model(dump):
-    meta, arch = dump["meta"], dump["meta"]["arch"]
-    size = arch["input_size"]
-    task = TASKS[meta["kind"]]
-    factors = [arch["deepen_factor"], arch["widen_factor"], arch["num_csp_blocks"]]
-    if meta["kind"] != "ins":
-        factors.append(arch["exp_on_reg"])
-    settings = reference_fixture.test_cfg_settings(meta["test_cfg"])
-    if meta["kind"] == "rot":
-        # MMRotate keeps nms_pre candidates per level (up to 6000) where RTMDetRotated caps at 2000 by default,
-        # as mmdeploy's rotated configs do; the random-weight dumps can exceed 2000.
-        settings["max_candidates"] = 3 * settings["nms_pre"]
-    model = task.from_arch(
-        *factors,
-        num_classes=arch["num_classes"],
-        image_size=(size, size),
-        input_channel_order="bgr",
-        **settings,
-    )
-    model.load_checkpoint(dump["checkpoint"])
-    return model
+    if dump["meta"]["kind"] != "rot":
+        return reference_model(dump)
+    # MMRotate keeps nms_pre candidates per level (up to 6000) where RTMDetRotated caps at 2000 by default,
+    # as mmdeploy's rotated configs do; the random-weight dumps can exceed 2000.
+    return reference_model(dump, max_candidates=3 * dump["meta"]["test_cfg"]["nms_pre"])
 
 
 def dense_errors(model, dump):

@@ -14,10 +14,10 @@ from keras_rtmdet.models.rtmdet_rotated.rotated_rtmdet_head import RotatedRTMDet
 from keras_rtmdet.utils.input_checks import check_image_size
 from keras_rtmdet.utils.input_checks import check_pixels
 from tests.test_case import SIZE
+from tests.test_case import TINY_ARCH
 from tests.test_case import tiny_model
 
 NAN = math.nan
-TINY_ARCH = dict(deepen_factor=0.167, widen_factor=0.125, neck_num_csp_blocks=1, exp_on_reg=False)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ BAD_NUM_CLASSES = [0, -1, 2.5, True, "3"]
 @pytest.mark.parametrize("num_classes", BAD_NUM_CLASSES, ids=repr)
 def test_from_arch_refuses_bad_num_classes(task, num_classes):
     with pytest.raises(ValueError, match=r"num_classes must be a positive integer, got"):
-        task.from_arch(**TINY_ARCH, num_classes=num_classes, image_size=(SIZE, SIZE))
+        task.from_arch(**TINY_ARCH, exp_on_reg=False, num_classes=num_classes, image_size=(SIZE, SIZE))
 
 
 @pytest.mark.backend_independent
@@ -139,7 +139,7 @@ def test_from_arch_and_from_preset_refuse_bad_settings_first(settings, words, mo
     spec = dict(RTMDet.presets["rtmdet_tiny_coco"], checkpoint_url="file:///nonexistent/never-fetched.pth")
     monkeypatch.setitem(RTMDet.presets, "never_fetched", spec)
     for build in (
-        lambda: RTMDet.from_arch(**TINY_ARCH, num_classes=3, **settings),
+        lambda: RTMDet.from_arch(**TINY_ARCH, exp_on_reg=False, num_classes=3, **settings),
         lambda: RTMDet.from_preset("never_fetched", **settings),
     ):
         with pytest.raises(ValueError) as error:

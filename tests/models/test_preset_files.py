@@ -20,10 +20,10 @@ from keras_rtmdet.models.preset_loading import PresetError
 from keras_rtmdet.models.preset_loading import save_weights_without_optimizer
 from keras_rtmdet.weights.download import preset_cache_dir
 from tests.test_case import SIZE
+from tests.test_case import TINY_ARCH
 from tests.test_case import tiny_model
 from tests.test_case import to_numpy
 
-TINY_ARCH = dict(deepen_factor=0.167, widen_factor=0.125, neck_num_csp_blocks=1, exp_on_reg=False, num_classes=3)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def cached_builtin(saved, tmp_path, monkeypatch):
     """A built-in preset whose cache folder holds the saved tiny preset; its checkpoint is never fetched."""
     monkeypatch.setenv("KERAS_RTMDET_HOME", str(tmp_path / "home"))
     spec = dict(RTMDet.presets["rtmdet_tiny_coco"])
-    spec.update(arch=TINY_ARCH, image_size=(SIZE, SIZE), class_names=None)
+    spec.update(arch=dict(TINY_ARCH, exp_on_reg=False, num_classes=3), image_size=(SIZE, SIZE), class_names=None)
     spec.update(checkpoint_url="file:///nonexistent/never-fetched.pth", checkpoint_filename="never.pth")
     monkeypatch.setitem(RTMDet.presets, "cached_tiny", spec)
     folder = preset_copy(saved, Path(preset_cache_dir("cached_tiny")))

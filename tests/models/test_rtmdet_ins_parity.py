@@ -11,7 +11,6 @@ import pytest
 from keras_rtmdet import RTMDetIns
 from keras_rtmdet.models.rtmdet.rtmdet_presets import RTMDET_PRESETS
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
-from keras_rtmdet.utils import reference_fixture
 from keras_rtmdet.utils.detection_matching import BOX_TOLERANCE_PX
 from keras_rtmdet.utils.detection_matching import SCORE_TOLERANCE
 from keras_rtmdet.weights.checkpoint import read_checkpoint
@@ -20,6 +19,7 @@ from tests.test_case import assert_dense_close
 from tests.test_case import build_shapes_only
 from tests.test_case import load_fixture
 from tests.test_case import nchw_to_nhwc
+from tests.test_case import reference_model
 from tests.test_case import run_serialization_test
 from tests.test_case import to_numpy
 from tests.test_case import trainable_parameter_count
@@ -38,25 +38,10 @@ INS_PARAMS = {
 }
 
 
-def build_fixture_model(fx):
-    arch, size = fx["meta"]["arch"], fx["meta"]["arch"]["input_size"]
-    model = RTMDetIns.from_arch(
-        arch["deepen_factor"],
-        arch["widen_factor"],
-        arch["num_csp_blocks"],
-        num_classes=arch["num_classes"],
-        image_size=(size, size),
-        input_channel_order="bgr",
-        **reference_fixture.test_cfg_settings(fx["meta"]["test_cfg"]),
-    )
-    model.load_checkpoint(fx["checkpoint"])
-    return model
-
-
 @pytest.fixture(scope="module")
 def case():
     fx = load_fixture("ins_mini")
-    return fx, build_fixture_model(fx)
+    return fx, reference_model(fx)
 
 
 def test_parameter_count_matches_reference(case):
@@ -178,7 +163,8 @@ def test_predict_on_raw_images_then_masks(case):
         assert int((ours != ref).sum()) <= MAX_MASK_FLIP_FRACTION * ref.size
 
 
-def test_serialization_round_trip(case):
+def test_head_config_round_trip(case):
+    """The task's own round trip is in its task test (test_rtmdet_ins_task.py)."""
     _, model = case
     run_serialization_test(model.head)
     run_serialization_test(model.head.mask_head)
@@ -195,13 +181,6 @@ def test_preset_arch_parameter_counts(size):
     spec = RTMDET_INS_PRESETS[f"rtmdet_ins_{size}_coco"]
     assert spec["params"] == INS_PARAMS[size]
     assert {k: v for k, v in arch.items() if k != "exp_on_reg"} == spec["arch"]
-
-
-def test_task_serialization_round_trip(case):
-    _, model = case
-    clone = run_serialization_test(model)
-    assert isinstance(clone, RTMDetIns) and clone.mask_threshold == model.mask_threshold
-    assert clone.max_detections == 100 and clone.iou_threshold == 0.6
 
 
 def test_fresh_head_initialisation_follows_the_reference():

@@ -9,27 +9,21 @@ was recorded by mmdet itself (tests/fixtures/README in the shared folder).
 import numpy as np
 import pytest
 
-from keras_rtmdet.utils.reference_fixture import model_from_fixture_meta
 from keras_rtmdet.utils.detection_matching import match_detections
 from tests.test_case import assert_dense_close
 from tests.test_case import load_fixture
 from tests.test_case import nchw_to_nhwc
+from tests.test_case import reference_model
 from tests.test_case import to_numpy
 from tests.test_case import trainable_parameter_count
 
 FIXTURE_NAMES = ["det_mini_linear", "det_mini_exp"]
 
 
-def build_fixture_model(fx):
-    model = model_from_fixture_meta(fx["meta"], input_channel_order="bgr")
-    model.load_checkpoint(fx["checkpoint"])
-    return model
-
-
 @pytest.fixture(scope="module", params=FIXTURE_NAMES)
 def case(request):
     fx = load_fixture(request.param)
-    return fx, build_fixture_model(fx)
+    return fx, reference_model(fx)
 
 
 def test_architecture_matches_reference_parameter_count(case):

@@ -12,7 +12,6 @@ import pytest
 
 from keras_rtmdet import RTMDetRotated
 from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
-from keras_rtmdet.utils import reference_fixture
 from keras_rtmdet.utils.detection_matching import BOX_TOLERANCE_PX
 from keras_rtmdet.utils.detection_matching import SCORE_TOLERANCE
 from keras_rtmdet.utils.detection_matching import match_detections
@@ -21,7 +20,9 @@ from keras_rtmdet.weights.mmdet_converter import weight_map
 from tests.test_case import assert_dense_close
 from tests.test_case import load_fixture
 from tests.test_case import nchw_to_nhwc
+from tests.test_case import reference_model
 from tests.test_case import run_serialization_test
+from tests.test_case import tiny_model
 from tests.test_case import to_numpy
 from tests.test_case import trainable_parameter_count
 
@@ -29,28 +30,11 @@ from tests.test_case import trainable_parameter_count
 ROTATED_PARAMS = {"tiny": 4_877_544, "s": 8_862_156}
 
 
-def build_fixture_model(fx):
-    arch, size = fx["meta"]["arch"], fx["meta"]["arch"]["input_size"]
-    model = RTMDetRotated.from_arch(
-        arch["deepen_factor"],
-        arch["widen_factor"],
-        arch["num_csp_blocks"],
-        arch["exp_on_reg"],
-        num_classes=arch["num_classes"],
-        image_size=(size, size),
-        input_channel_order="bgr",
-        # Above the fixture's largest pre-NMS set (964): a smaller rotated NMS to compile.
-        max_candidates=1000,
-        **reference_fixture.test_cfg_settings(fx["meta"]["test_cfg"]),
-    )
-    model.load_checkpoint(fx["checkpoint"])
-    return model
-
-
 @pytest.fixture(scope="module")
 def case():
     fx = load_fixture("rot_mini")
-    return fx, build_fixture_model(fx)
+    # Above the fixture's largest pre-NMS set (964): a smaller rotated NMS to compile.
+    return fx, reference_model(fx, max_candidates=1000)
 
 
 def test_parameter_count_and_every_checkpoint_tensor_used(case):
@@ -125,11 +109,9 @@ def test_predict_on_raw_images(case):
         _assert_matches(out, fx["preds"], f"pipe_img{b}", b)
 
 
-def test_serialization_round_trip(case):
-    _, model = case
-    run_serialization_test(model.head)
-    clone = run_serialization_test(model)
-    assert isinstance(clone, RTMDetRotated) and clone.iou_threshold == model.iou_threshold
+def test_head_config_round_trip(case):
+    """The task's own round trip is in its task test (test_rtmdet_rotated_task.py)."""
+    run_serialization_test(case[1].head)
 
 
 @pytest.mark.backend_independent
@@ -153,4 +135,4 @@ def test_unknown_nms_method_and_box_format_are_refused(case):
     with pytest.raises(ValueError, match="nms_method"):
         model.set_postprocess(nms_method="torchvision")
     with pytest.raises(ValueError, match="xywha"):
-        RTMDetRotated.from_arch(0.167, 0.125, 1, False, bounding_box_format="xyxy")
+        tiny_model(RTMDetRotated, bounding_box_format="xyxy")

@@ -9,6 +9,8 @@ from keras_rtmdet.data.synthetic import draw_sample
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from tests.test_case import one_batch_forever
 from tests.test_case import iou_matrix
+from tests.test_case import run_fit_step_test
+from tests.test_case import tiny_model
 
 SIZE, SLOTS = 64, 3
 
@@ -29,10 +31,6 @@ def shapes_with_masks(num_images, seed=0, max_objects=2):
     return images, {"boxes": boxes, "labels": labels, "masks": masks}
 
 
-def tiny_ins(**kwargs):
-    return RTMDetIns.from_arch(0.167, 0.125, 1, num_classes=3, image_size=(SIZE, SIZE), **kwargs)
-
-
 @pytest.fixture(scope="module")
 def compiled_ins():
     """One tiny RTMDet-Ins compiled with AdamW, shared by the tests that `fit` / `evaluate` 2-image batches.
@@ -40,8 +38,7 @@ def compiled_ins():
     A model per test would trace and compile the same train step again (~10-20 s each on 2 CPU cores);
     what they check (loss terms, finite training on empty targets) holds from any starting weights.
     """
-    keras.utils.set_random_seed(0)
-    model = tiny_ins()
+    model = tiny_model(RTMDetIns, seed=0)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3))
     return model
 
@@ -65,6 +62,11 @@ def test_fit_reports_the_three_loss_terms_and_stride4_targets_give_the_same_loss
     assert np.all(np.isfinite(history["loss_mask"]))
 
 
+def test_fit_step(compiled_ins):
+    """RTMDet-Ins' task test (models/test_rtmdet_ins_task.py) takes its `fit` step here, on the compiled model."""
+    run_fit_step_test(compiled_ins, *shapes_with_masks(2))
+
+
 def test_batch_without_objects_trains_without_nan(compiled_ins):
     images = np.full((2, SIZE, SIZE, 3), 90, np.float32)
     targets = {
@@ -80,7 +82,7 @@ def test_batch_without_objects_trains_without_nan(compiled_ins):
 
 def test_missing_masks_are_rejected():
     images, targets = shapes_with_masks(1)
-    model = tiny_ins()
+    model = tiny_model(RTMDetIns)
     model.compile(optimizer="adamw")
     with pytest.raises(ValueError, match="need 'masks'"):
         model.fit(images, {"boxes": targets["boxes"], "labels": targets["labels"]}, verbose=0)
@@ -93,8 +95,7 @@ STEPS, IMAGES = 200, 4
 
 def test_tiny_ins_overfits_generated_shapes():
     images, targets = shapes_with_masks(IMAGES, seed=3)
-    keras.utils.set_random_seed(1)
-    model = tiny_ins()
+    model = tiny_model(RTMDetIns)
     model.compile(optimizer=rtmdet_optimizer(model, STEPS, 1, IMAGES, base_learning_rate=0.01, base_batch_size=IMAGES))
     history = model.fit(one_batch_forever(images, targets), steps_per_epoch=1, epochs=STEPS, verbose=0).history
     assert np.all(np.isfinite(history["loss"]))

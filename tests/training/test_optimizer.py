@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from keras_rtmdet import RTMDet
 from keras_rtmdet.training.flat_cosine_schedule import FlatCosineSchedule
 from keras_rtmdet.training.optimizer import no_decay_variables
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from keras_rtmdet.training.optimizer import scaled_learning_rate
+from tests.test_case import tiny_model
 from tests.test_case import to_numpy
 
 
@@ -39,7 +39,7 @@ def test_learning_rate_scales_linearly_with_the_batch():
 
 
 def test_norm_weights_and_biases_get_no_weight_decay():
-    model = RTMDet.from_arch(0.167, 0.125, 1, False, image_size=(64, 64))
+    model = tiny_model()
     excluded = {v.path for v in no_decay_variables(model)}
     assert "stem-0/bn/gamma" in excluded and "bbox_head/rtm_cls-0/bias" in excluded
     assert "stage1-1/attention/fc/bias" in excluded
@@ -55,6 +55,6 @@ def test_norm_weights_and_biases_get_no_weight_decay():
 def test_bad_schedules_are_rejected():
     with pytest.raises(ValueError, match="cosine_start_step"):
         FlatCosineSchedule(0.004, total_steps=10, cosine_start_step=10)
-    model = RTMDet.from_arch(0.167, 0.125, 1, False, image_size=(64, 64))
+    model = tiny_model()
     with pytest.raises(ValueError, match="must be positive"):
         rtmdet_optimizer(model, epochs=0, steps_per_epoch=5, batch_size=8)

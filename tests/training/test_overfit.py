@@ -1,14 +1,12 @@
 """A tiny RTMDet learns a few generated images by heart on every backend."""
 
-import keras
 import numpy as np
 
-from keras_rtmdet import RTMDet
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from tests.test_case import one_batch_forever
-from tests.test_case import SIZE
 from tests.test_case import iou_matrix
 from tests.test_case import shapes_batch
+from tests.test_case import tiny_model
 
 # The fewest steps that pass with a margin: 80 pass on every backend (loss drop ≥ 16× for the 10×
 # asked, IoU ≥ 0.94 for 0.7), as do 100 (≥ 28×); 60 pass only just (down to 10.0×), 30 fail.
@@ -17,11 +15,10 @@ STEPS, IMAGES = 80, 4
 
 def test_tiny_model_overfits_generated_shapes():
     images, targets = shapes_batch(IMAGES)
-    keras.utils.set_random_seed(1)
     # exp_on_reg (the m/l/x heads) starts from boxes two strides wide. The linear
     # head of tiny/s starts from near-point boxes whose IoU, hence soft label and
     # box-loss weight, is ~0: it learns too, but too slowly for a CPU test.
-    model = RTMDet.from_arch(0.167, 0.125, 1, True, num_classes=3, image_size=(SIZE, SIZE))
+    model = tiny_model(exp_on_reg=True)
     model.compile(optimizer=rtmdet_optimizer(model, STEPS, 1, IMAGES, base_learning_rate=0.01, base_batch_size=IMAGES))
     history = model.fit(one_batch_forever(images, targets), steps_per_epoch=1, epochs=STEPS, verbose=0).history
     losses = np.array(history["loss"])

@@ -3,7 +3,6 @@
 import math
 
 import cv2
-import keras
 import numpy as np
 import pytest
 
@@ -17,6 +16,8 @@ from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from keras_rtmdet.losses.rotated_assigner import RotatedDynamicSoftLabelAssigner
 from keras_rtmdet.losses.rotated_losses import rtmdet_rotated_loss
 from tests.test_case import one_batch_forever
+from tests.test_case import run_fit_step_test
+from tests.test_case import tiny_model
 from tests.test_case import to_numpy
 
 SIZE = 64
@@ -40,11 +41,6 @@ def rotated_shapes_batch(num_images=IMAGES, seed=0):
             cv2.fillPoly(images[i], [np.round(corners).astype(np.int32)], COLOURS[c])
             boxes[i, j], labels[i, j] = box, c
     return images.astype(np.float32), {"boxes": boxes, "labels": labels}
-
-
-def tiny_rotated_model(exp_on_reg):
-    keras.utils.set_random_seed(1)
-    return RTMDetRotated.from_arch(0.167, 0.125, 1, exp_on_reg, num_classes=3, image_size=(SIZE, SIZE))
 
 
 def test_rotated_assigner_equals_the_horizontal_one_for_unrotated_boxes():
@@ -108,7 +104,7 @@ def overfitted():
     # As the detection overfit test: the exp head starts from boxes two strides wide, so every
     # prior has a usable IoU (hence soft label) from the first step; the linear tiny/s head learns
     # too, but too slowly for a CPU test.
-    model = tiny_rotated_model(exp_on_reg=True)
+    model = tiny_model(RTMDetRotated, exp_on_reg=True)
     model.compile(optimizer=rtmdet_optimizer(model, STEPS, 1, IMAGES, base_learning_rate=0.01, base_batch_size=IMAGES))
     history = model.fit(one_batch_forever(images, targets), steps_per_epoch=1, epochs=STEPS, verbose=0).history
     return model, images, targets, history
@@ -140,3 +136,9 @@ def test_batch_without_objects_trains_without_nan(overfitted):
     history = model.fit(images, empty, batch_size=IMAGES, epochs=2, verbose=0).history
     assert np.all(np.isfinite(history["loss"])) and history["loss_bbox"][-1] == 0.0
     assert all(np.all(np.isfinite(to_numpy(w))) for w in model.trainable_weights)
+
+
+def test_fit_step(overfitted):
+    """RTMDet-R's task test (models/test_rtmdet_rotated_task.py) takes its `fit` step here, on the compiled model."""
+    model, images, targets, _ = overfitted
+    run_fit_step_test(model, images, targets)

@@ -8,6 +8,7 @@ from keras_rtmdet.models.non_finite_loss import NonFiniteLossError
 from keras_rtmdet.training.optimizer import rtmdet_optimizer
 from tests.test_case import assign_values
 from tests.test_case import one_batch_forever
+from tests.test_case import run_fit_step_test
 from tests.test_case import shapes_batch
 from tests.test_case import tiny_model
 from tests.test_case import to_numpy
@@ -49,6 +50,12 @@ def test_fit_trains_and_reports_the_loss_terms(compiled_det):
     # their GTs, and 30 steps do not show where it goes from there.
     assert losses.max() > 10 * losses[0]
     assert not np.allclose(to_numpy(model.head.rtm_reg[0].kernel), before)
+
+
+def test_fit_step(compiled_det):
+    """RTMDet's task test (models/test_rtmdet_task.py) takes its `fit` step here, on the compiled model."""
+    images, targets = shapes_batch()
+    run_fit_step_test(compiled_det(), one_batch_forever(images, targets), steps_per_epoch=1)
 
 
 def test_batch_without_objects_trains_without_nan(compiled_det):

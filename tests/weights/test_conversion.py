@@ -16,14 +16,14 @@ from keras_rtmdet.weights.checkpoint import read_checkpoint
 from keras_rtmdet.weights.mmdet_converter import load_mmdet_state_dict
 from keras_rtmdet.weights.mmdet_converter import weight_map
 from tests.test_case import FIXTURES
+from tests.test_case import TINY_ARCH
+from tests.test_case import tiny_model
 from tests.test_case import to_numpy
 
 CHECKPOINT = os.path.join(FIXTURES, "det_mini_linear", "checkpoint.pth")
-MINI_ARCH = dict(deepen_factor=0.167, widen_factor=0.125, neck_num_csp_blocks=1, exp_on_reg=False)
-
-
 def mini_model(**kwargs):
-    return RTMDet.from_arch(**MINI_ARCH, image_size=(160, 160), **kwargs)
+    """The `det_mini_linear` checkpoint's architecture."""
+    return tiny_model(num_classes=80, image_size=(160, 160), **kwargs)
 
 
 def image_batch(seed=0, size=160):
@@ -132,7 +132,7 @@ def mini_preset(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_RTMDET_HOME", str(tmp_path / "home"))
     spec = dict(RTMDet.presets["rtmdet_tiny_coco"])
     spec.update(
-        arch=dict(MINI_ARCH, num_classes=80),
+        arch=dict(TINY_ARCH, exp_on_reg=False, num_classes=80),
         image_size=(160, 160),
         checkpoint_url=f"file://{os.path.abspath(CHECKPOINT)}",
         checkpoint_filename="mini.pth",

@@ -1,17 +1,19 @@
 """`RTMDetIns`, the instance-segmentation task."""
 
+import dataclasses
+
 import keras
 import numpy as np
 from keras import ops
 
-from keras_rtmdet.ops.dense_postprocess import gather_rows
-from keras_rtmdet.ops.dynamic_masks import dynamic_mask_logits
-from keras_rtmdet.ops.dynamic_masks import paste_masks
+from keras_rtmdet.losses.detection_targets import normalize_mask_targets
+from keras_rtmdet.losses.mask_loss import rtmdet_mask_loss
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_head import RTMDetInsSepBNHead
 from keras_rtmdet.models.rtmdet_ins.rtmdet_ins_presets import RTMDET_INS_PRESETS
-from keras_rtmdet.losses.detection_targets import normalize_mask_targets
-from keras_rtmdet.losses.mask_loss import rtmdet_mask_loss
+from keras_rtmdet.ops.dense_postprocess import gather_rows
+from keras_rtmdet.ops.dynamic_masks import dynamic_mask_logits
+from keras_rtmdet.ops.dynamic_masks import paste_masks
 
 
 def _per_image_resizes(batch, scale_factors, original_sizes):
@@ -52,6 +54,14 @@ class RTMDetIns(RTMDet):
             grows with batch · cap · (H/8 · W/8).
     """
 
+    variant = dataclasses.replace(
+        RTMDet.variant,
+        task="ins",
+        display_name="RTMDet-Ins",
+        predicts_masks=True,
+        coco_iou_types=("bbox", "segm"),
+        preset_pattern="rtmdet_ins_{size}_coco",
+    )
     presets = RTMDET_INS_PRESETS
     # The reference's `mask_loss_stride`: GT masks are compared at input/4.
     MASK_LOSS_STRIDE = 4

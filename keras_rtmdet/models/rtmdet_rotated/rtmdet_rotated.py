@@ -3,7 +3,14 @@
 import keras
 from keras import ops
 
-from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
+from keras_rtmdet.losses.detection_targets import normalize_rotated_targets
+from keras_rtmdet.losses.rotated_assigner import RotatedDynamicSoftLabelAssigner
+from keras_rtmdet.losses.rotated_losses import rtmdet_rotated_loss
+from keras_rtmdet.models.dense_detector import DenseDetector
+from keras_rtmdet.models.detector_variant import ROTATED_BATCH
+from keras_rtmdet.models.detector_variant import ROTATED_LR
+from keras_rtmdet.models.detector_variant import ROTATED_RECIPE
+from keras_rtmdet.models.detector_variant import DetectorVariant
 from keras_rtmdet.models.rtmdet_rotated.rotated_rtmdet_head import RotatedRTMDetSepBNHead
 from keras_rtmdet.models.rtmdet_rotated.rtmdet_rotated_presets import RTMDET_ROTATED_PRESETS
 from keras_rtmdet.ops.dense_postprocess import gather_rows
@@ -11,9 +18,6 @@ from keras_rtmdet.ops.rotated_boxes import distance_to_rboxes
 from keras_rtmdet.ops.rotated_boxes import rescale_rboxes
 from keras_rtmdet.ops.rotated_nms import ROTATED_NMS_METHODS
 from keras_rtmdet.ops.rotated_nms import rotated_nms_keep
-from keras_rtmdet.losses.detection_targets import normalize_rotated_targets
-from keras_rtmdet.losses.rotated_assigner import RotatedDynamicSoftLabelAssigner
-from keras_rtmdet.losses.rotated_losses import rtmdet_rotated_loss
 
 # Rotated NMS builds a (max_candidates)² IoU matrix per image. MMRotate keeps
 # up to nms_pre=2000 per level (6000 in all) before its NMS and 2000
@@ -24,7 +28,7 @@ ROTATED_BOX_FORMAT = "xywha"
 
 
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
-class RTMDetRotated(RTMDet):
+class RTMDetRotated(DenseDetector):
     """RTMDet-R: CSPNeXt → CSPNeXtPAFPN → RotatedRTMDetSepBNHead (MMRotate 1.x, le90).
 
     Boxes are rboxes `(cx, cy, w, h, angle)`: pixels, radians, a positive
@@ -42,17 +46,33 @@ class RTMDetRotated(RTMDet):
     (B, K, 5) rboxes in original pixels, `scores`, `labels`,
     `num_detections`. The defaults are MMRotate's DOTA test_cfg (score 0.05,
     nms_pre 2000, rotated IoU 0.1, 2000 detections). For whole DOTA scenes,
-    split them into 1024 patches and merge (`keras_rtmdet.evaluation`).
+    split them into 1024 patches and merge (`keras_rtmdet.inference.predict_large_image`).
 
     Training (`fit`): targets `{"boxes": (B, G, 5) rboxes, "labels": (B, G)}`
     padded with label −1; the loss is QFL + rotated IoU loss (weight 2)
     against `RotatedDynamicSoftLabelAssigner` targets.
 
-    Args (besides `RTMDet`'s, whose box-format argument does not apply):
+    Args (besides `DenseDetector`'s, whose box-format argument does not apply):
         nms_method: `"auto"` (TensorFlow's overlap NMS on TF, else the
             `keras.ops` one), `"keras"` or `"tensorflow"`.
     """
 
+    variant = DetectorVariant(
+        task="rot",
+        display_name="RTMDet-R",
+        box_format=ROTATED_BOX_FORMAT,
+        predicts_masks=False,
+        evaluation="dota",
+        coco_iou_types=(),
+        sliding_windows=True,
+        sizes=("tiny", "s", "m", "l"),
+        preset_pattern="rtmdet_r_{size}_dota",
+        learning_rate=ROTATED_LR,
+        learning_rate_batch=ROTATED_BATCH,
+        two_stage_recipe=False,
+        run_defaults=ROTATED_RECIPE,
+        export_refusal="RTMDet-R export is not implemented: save its weights and serve it with Keras.",
+    )
     presets = RTMDET_ROTATED_PRESETS
     head_class = RotatedRTMDetSepBNHead
     nms_methods = ROTATED_NMS_METHODS
@@ -89,7 +109,9 @@ class RTMDetRotated(RTMDet):
             bounding_box_format=bounding_box_format,
             **kwargs,
         )
-        self.assigner = RotatedDynamicSoftLabelAssigner(topk=13, soft_center_radius=3.0, iou_weight=3.0)
+
+    def build_assigner(self):
+        return RotatedDynamicSoftLabelAssigner(topk=13, soft_center_radius=3.0, iou_weight=3.0)
 
     # --- post-processing hooks ---
 
@@ -124,12 +146,36 @@ class RTMDetRotated(RTMDet):
         return normalize_rotated_targets(y)
 
     def dense_losses(self, y_pred, targets, assignment, priors, cls_logits, boxes):
+        """QFL + rotated IoU loss (weight 2)."""
         loss_cls, loss_bbox = rtmdet_rotated_loss(cls_logits, boxes, assignment)
         return {"loss_cls": loss_cls, "loss_bbox": loss_bbox}
+
+    def training_stages(
+        self, source, image_size, batch_size, max_boxes, seed, shard, epochs, rect_labels=None, stage2_epochs=None,
+        model_size=None,
+    ):
+        """MMRotate's one stage: random flips and rotations of the rboxes (`rotated_train_pipeline`).
+
+        `rect_labels`: labels annotated as axis-aligned boxes, rotated by
+        multiples of 90° only (default: the source's `rect_labels`, else its
+        DOTA rect classes by name). `stage2_epochs` must be unset or 0 and
+        `model_size` is unused (one set of augmentation strengths).
+        """
+        from keras_rtmdet.data.training_stream import rotated_epochs
+        from keras_rtmdet.utils.dota_classes import DOTA_RECT_CLASSES
+
+        if stage2_epochs:
+            raise ValueError("RTMDet-R trains in one stage (no Mosaic/MixUp): stage2_epochs does not apply.")
+        if rect_labels is None:
+            labels = getattr(source, "rect_labels", None)
+            rect_labels = (
+                [int(label) for label in labels] if labels is not None
+                else [i for i, name in enumerate(source.class_names) if name in DOTA_RECT_CLASSES]
+            )
+        return rotated_epochs(source, image_size, batch_size, max_boxes, seed, rect_labels, shard)
 
     @classmethod
     def from_arch(cls, deepen_factor, widen_factor, neck_num_csp_blocks, exp_on_reg, num_classes=15, **kwargs):
         """Build an RTMDet-R from the scaling factors of its configs (see `RTMDet.from_arch`)."""
-        return super().from_arch(
-            deepen_factor, widen_factor, neck_num_csp_blocks, exp_on_reg, num_classes=num_classes, **kwargs
-        )
+        head_kwargs = {"num_classes": num_classes, "exp_on_reg": exp_on_reg}
+        return cls._from_scaling(deepen_factor, widen_factor, neck_num_csp_blocks, head_kwargs, **kwargs)

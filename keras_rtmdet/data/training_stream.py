@@ -14,9 +14,16 @@ from keras_rtmdet.data.pipeline import train_pipeline
 from keras_rtmdet.data.rotated_pipeline import rotated_train_pipeline
 from keras_rtmdet.data.source_dataset import source_dataset
 
+# The reference trains 300 epochs and drops Mosaic/MixUp for the last 20.
+REFERENCE_EPOCHS, REFERENCE_STAGE2_EPOCHS = 300, 20
 # Seeds of consecutive epochs are `seed * EPOCH_SEED_STRIDE + epoch`: distinct for any run shorter than this.
 EPOCH_SEED_STRIDE = 1_000_003
 STREAM_GRAPH_SEED = 1
+
+
+def stage2_epochs_for(epochs):
+    """The light-augmentation epochs at the end of an `epochs` run: the reference's 20/300 share, at least 1."""
+    return max(1, round(epochs * REFERENCE_STAGE2_EPOCHS / REFERENCE_EPOCHS)) if epochs > 1 else 0
 
 
 def epoch_seed(seed, epoch):

@@ -1,5 +1,13 @@
-"""Models built from the `meta.json` of a reference fixture (tests/fixtures/*)."""
+"""Models built from the `meta.json` of a reference fixture.
 
+A reference fixture is a folder recorded with MMDetection's own code: a
+checkpoint, inputs, mmdet's outputs and a `meta.json` with the architecture
+(`arch`) and post-processing (`test_cfg`). `rtmdet parity` runs on the one
+shipped in `keras_rtmdet/resources`; the tests use those under
+`tests/fixtures`.
+"""
+
+from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.utils.coco_classes import COCO_CLASSES
 
 
@@ -20,8 +28,6 @@ def model_from_fixture_meta(meta, **kwargs):
     `meta` is the fixture's parsed meta.json (`arch`, `test_cfg`); kwargs
     override the model's settings.
     """
-    from keras_rtmdet import RTMDet
-
     arch = meta["arch"]
     settings = dict(
         num_classes=arch["num_classes"],

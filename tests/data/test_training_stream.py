@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from keras_rtmdet.data.synthetic import SyntheticShapesSource
-from keras_rtmdet.training.training_stream import staged_epochs
-from keras_rtmdet.training.training_stream import training_stream
+from keras_rtmdet.data.training_stream import staged_epochs
+from keras_rtmdet.data.training_stream import training_stream
 
 pytestmark = pytest.mark.backend_independent
 

@@ -1,0 +1,194 @@
+"""The post-processing every dense detector shares: settings, candidate selection, NMS, padded detections.
+
+`DensePostprocessing` turns `call`'s per-prior outputs into fixed-shape,
+padded detections in `keras.ops` (compiled inside `predict`, traced into
+exported graphs). A variant overrides the hooks: `decode_candidates` (its box
+decoding), `rescale_boxes`, `box_size_mask`, `suppress` (its NMS) and
+`detection_fields` (what it adds to each detection, e.g. masks).
+"""
+
+import contextlib
+
+from keras import ops
+
+from keras_rtmdet.ops.dense_postprocess import gather_rows
+from keras_rtmdet.ops.dense_postprocess import pad_detections
+from keras_rtmdet.ops.dense_postprocess import select_candidates
+from keras_rtmdet.ops.dense_postprocess import top_detections
+from keras_rtmdet.ops.nms import NMS_METHODS
+from keras_rtmdet.ops.nms import batched_nms_keep
+from keras_rtmdet.ops.priors import level_sizes
+from keras_rtmdet.ops.priors import point_priors
+from keras_rtmdet.utils.input_checks import check_postprocess_settings
+
+POSTPROCESS_KEYS = (
+    "score_threshold",
+    "nms_pre",
+    "iou_threshold",
+    "max_detections",
+    "min_bbox_size",
+    "max_candidates",
+    "nms_method",
+)
+
+
+class DensePostprocessing:
+    """Post-processing settings and the `keras.ops` path from per-prior outputs to padded detections.
+
+    Mixed into `DenseDetector`; reads the model's `strides` and its settings
+    (`POSTPROCESS_KEYS`), set through `set_postprocess`.
+    """
+
+    # The `nms_method` values `suppress` understands.
+    nms_methods = NMS_METHODS
+
+    def _init_postprocess(
+        self,
+        score_threshold,
+        nms_pre,
+        iou_threshold,
+        max_detections,
+        min_bbox_size,
+        max_candidates,
+        nms_method,
+    ):
+        self.set_postprocess(
+            score_threshold=score_threshold,
+            nms_pre=nms_pre,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+            min_bbox_size=min_bbox_size,
+            max_candidates=max_candidates,
+            nms_method=nms_method,
+        )
+
+    def set_postprocess(self, **settings):
+        """Change post-processing settings (see the class docstring).
+
+        Every setting is checked (`check_postprocess_settings`) before any is
+        changed: a refused call leaves the model as it was.
+        """
+        settings = check_postprocess_settings(settings, self.nms_methods)
+        changed = False
+        for key, value in settings.items():
+            changed = changed or getattr(self, key, None) != value
+            setattr(self, key, value)
+        if changed:
+            # Compiled predict functions bake the settings in; an unchanged model keeps its compiled one.
+            self.predict_function = None
+
+    @contextlib.contextmanager
+    def postprocess_settings(self, **settings):
+        """Temporarily override post-processing settings (`None` keeps the current one)."""
+        settings = {k: v for k, v in settings.items() if v is not None}
+        unknown = sorted(set(settings) - set(POSTPROCESS_KEYS))
+        if unknown:
+            raise ValueError(f"Unknown post-processing setting {unknown[0]!r}; known: {POSTPROCESS_KEYS}.")
+        old = {k: getattr(self, k) for k in settings}
+        self.set_postprocess(**settings)
+        try:
+            yield
+        finally:
+            self.set_postprocess(**old)
+
+    def postprocess_config(self):
+        return {key: getattr(self, key) for key in POSTPROCESS_KEYS}
+
+    def priors(self, image_size):
+        """(N, 4) priors (x, y, stride, stride) for a padded input size."""
+        return point_priors(image_size, self.strides)
+
+    def decode_candidates(self, outputs, candidates, priors, image_size):
+        """Return (B, M, box_dim) candidate boxes in padded-input pixels."""
+        raise NotImplementedError
+
+    def rescale_boxes(self, boxes, scale_factors):
+        """Map boxes from the padded input back to original-image pixels."""
+        ws, hs = scale_factors[:, 0:1], scale_factors[:, 1:2]
+        factors = ops.stack([ws, hs, ws, hs], axis=-1)
+        return boxes / factors
+
+    def box_size_mask(self, boxes):
+        w = boxes[..., 2] - boxes[..., 0]
+        h = boxes[..., 3] - boxes[..., 1]
+        return ops.logical_and(w > self.min_bbox_size, h > self.min_bbox_size)
+
+    def suppress(self, boxes, scores, labels, valid):
+        return batched_nms_keep(
+            boxes, scores, labels, valid, self.iou_threshold, self.nms_method, int(self.max_detections)
+        )
+
+    def detection_fields(self, outputs, fields, prior_index, priors, image_size, scale_factors):
+        """Hook for subclasses to add per-detection outputs (e.g. masks)."""
+        return fields
+
+    def postprocess(self, outputs, image_size, scale_factors=None):
+        """Turn raw per-prior outputs into padded detections.
+
+        Args:
+            outputs: dict from `call` (`cls_logits` (B, N, C) and the
+                variant's box outputs).
+            image_size: (height, width) of the padded input, static ints.
+            scale_factors: optional (B, 2) (w_scale, h_scale) of each image's
+                resize; boxes are divided by them (original-image pixels).
+
+        Returns: dict with `boxes` (B, K, 4), `scores` (B, K), `labels`
+        (B, K) int32, padded with −1 after `num_detections` (B,) entries;
+        K = `max_detections`.
+        """
+        candidates = self.candidate_detections(outputs, image_size, scale_factors)
+        keep = self.suppress(candidates["boxes"], candidates["scores"], candidates["labels"], candidates["valid"])
+        return self.finish_detections(outputs, candidates, keep, image_size, scale_factors)
+
+    def candidate_detections(self, outputs, image_size, scale_factors=None):
+        """The NMS input: the top (prior, class) candidates, decoded (`postprocess`' first half).
+
+        Returns: dict of (B, M) `scores`, `labels`, `prior_index`, `valid`
+        (score and box size) sorted by descending score, and `boxes`
+        (B, M, box_dim) in original-image pixels when `scale_factors` is given.
+        """
+        image_size = tuple(int(s) for s in image_size)
+        sizes = level_sizes(image_size, self.strides)
+        probs = ops.sigmoid(ops.cast(outputs["cls_logits"], "float32"))
+        level_scores, start = [], 0
+        for h, w in sizes:
+            level_scores.append(probs[:, start : start + h * w, :])
+            start += h * w
+        if start != probs.shape[1]:
+            raise ValueError(
+                f"Outputs hold {probs.shape[1]} priors but an input of size {image_size} "
+                f"gives {start}; pass the padded input's size."
+            )
+        candidates = select_candidates(
+            level_scores, self.score_threshold, int(self.nms_pre), int(self.max_candidates)
+        )
+        boxes = self.decode_candidates(outputs, candidates, self.priors(image_size), image_size)
+        if scale_factors is not None:
+            boxes = self.rescale_boxes(boxes, ops.cast(scale_factors, boxes.dtype))
+        candidates["boxes"] = boxes
+        candidates["valid"] = ops.logical_and(candidates["valid"], self.box_size_mask(boxes))
+        return candidates
+
+    # The `call` outputs `detection_fields` reads, besides the candidates (exported graphs pass them on).
+    detection_field_inputs = ()
+
+    def finish_detections(self, outputs, candidates, keep, image_size, scale_factors=None):
+        """`postprocess`' second half: the best `max_detections` kept candidates, padded.
+
+        Args:
+            outputs: `call`'s outputs (only `detection_field_inputs` are read).
+            candidates: `candidate_detections`' dict.
+            keep: (B, M) bool, the NMS survivors.
+        """
+        image_size = tuple(int(s) for s in image_size)
+        order, det_valid = top_detections(keep, candidates["scores"], int(self.max_detections))
+        fields = {
+            "boxes": gather_rows(candidates["boxes"], order),
+            "scores": ops.take_along_axis(candidates["scores"], order, axis=1),
+            "labels": ops.cast(ops.take_along_axis(candidates["labels"], order, axis=1), "int32"),
+        }
+        prior_index = ops.take_along_axis(candidates["prior_index"], order, axis=1)
+        fields = self.detection_fields(
+            outputs, fields, prior_index, self.priors(image_size), image_size, scale_factors
+        )
+        return pad_detections(fields, det_valid, int(self.max_detections))
