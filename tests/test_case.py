@@ -15,6 +15,7 @@ from keras_rtmdet import RTMDetIns
 from keras_rtmdet import RTMDetRotated
 from keras_rtmdet.models import reference_fixture
 from keras_rtmdet.utils.coco_classes import COCO_CLASSES
+from keras_rtmdet.utils.detection_matching import match_detections
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -185,6 +186,30 @@ def reference_model(reference, **settings):
     )
     model.load_checkpoint(reference["checkpoint"])
     return model
+
+
+def assert_reference_detections(fx, out, prefix, max_det, score_thr):
+    """Every detection of image b in `out` and of the fixture's `{prefix}img{b}_*` explained by the other side.
+
+    A reference list cut at `max_det` drops candidates scoring below its last one: those count as explained.
+    """
+    preds = fx["preds"]
+    for b in range(2):
+        n = int(out["num_detections"][b])
+        ref_scores = preds[f"{prefix}img{b}_scores"]
+        floors = [score_thr] + ([float(ref_scores.min())] if len(ref_scores) == max_det else [])
+        result = match_detections(
+            (out["boxes"][b, :n], out["scores"][b, :n], out["labels"][b, :n]),
+            (preds[f"{prefix}img{b}_bboxes"], ref_scores, preds[f"{prefix}img{b}_labels"]),
+            score_floors=floors,
+        )
+        bad_ours, bad_ref = result["unexplained_ours"], result["unexplained_reference"]
+        assert not bad_ours and not bad_ref, (
+            f"{prefix}img{b}: {len(bad_ours)} of our {n} and {len(bad_ref)} of "
+            f"{len(ref_scores)} reference detections unmatched"
+        )
+        assert result["matched"] >= len(ref_scores) - 2
+        assert np.all(out["labels"][b, n:] == -1) and np.all(out["scores"][b, n:] == -1)
 
 
 def nchw_to_nhwc(x):

@@ -227,10 +227,10 @@ def predict_source(model, source, batch_size=8, with_masks=False, verbose=1, **p
     """Run `model` over every image of `source`, returning COCO result dicts.
 
     Images are read with `source.load_image` at their own size; the model's
-    preprocessor resizes and pads them, the model normalises. The loop calls
-    `predict_on_batch` inside one `postprocess_settings` block because every
-    `model.predict` call re-applies its settings, which drops the compiled
-    predict function: one trace per evaluation instead of one per batch.
+    preprocessor resizes and pads them on the host (a batch of many sizes),
+    and `predict_preprocessed_batch` runs `predict`'s compiled step with the
+    settings of the `postprocess_settings` block (thresholds are inputs of
+    that step: evaluating at other thresholds compiles nothing new).
     """
     from rich.progress import Progress
 

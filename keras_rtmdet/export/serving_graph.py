@@ -24,8 +24,8 @@ the backend's exporter allows it (TensorFlow).
 import keras
 from keras import ops
 
-from keras_rtmdet.export.letterbox import fitted_size
-from keras_rtmdet.export.letterbox import letterbox
+from keras_rtmdet.ops.letterbox import fitted_size
+from keras_rtmdet.ops.letterbox import letterbox
 from keras_rtmdet.ops.dynamic_masks import paste_masks
 
 SERVING_STAGES = ("raw", "candidates", "front", "detections")

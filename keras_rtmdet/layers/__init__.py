@@ -1,3 +1,4 @@
+from keras_rtmdet.layers.batch_norm_folding import batch_norm_folding
 from keras_rtmdet.layers.conv_module import ConvModule
 from keras_rtmdet.layers.conv_module import DepthwiseSeparableConvModule
 from keras_rtmdet.layers.csp_layer import ChannelAttention
@@ -16,4 +17,5 @@ __all__ = [
     "ImageNormalization",
     "SPPBottleneck",
     "SyncBatchNormalization",
+    "batch_norm_folding",
 ]

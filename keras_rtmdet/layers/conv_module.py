@@ -9,6 +9,7 @@ pixel against the reference weights.
 import keras
 from keras import ops
 
+from keras_rtmdet.layers.batch_norm_folding import conv_then_batch_norm
 from keras_rtmdet.layers.sync_batch_normalization import SyncBatchNormalization
 
 BN_EPSILON = 1e-5
@@ -41,6 +42,8 @@ class BatchNormBlock(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="keras_rtmdet")
 class ConvModule(BatchNormBlock):
     """Conv2D (no bias) → BatchNorm → SiLU, as mmcv's `ConvModule`.
+
+    At inference the BatchNorm is folded into the conv (`batch_norm_folding`).
 
     Args:
         filters: int, output channels.
@@ -125,7 +128,7 @@ class ConvModule(BatchNormBlock):
         if self._pad:
             p = self._pad
             x = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
-        x = self.bn(self.conv(x), training=training)
+        x = conv_then_batch_norm(x, self.conv, self.bn, training)
         if self.activation == "silu":
             x = ops.silu(x)
         elif self.activation is not None:

@@ -16,7 +16,6 @@ import numpy as np
 from keras import ops
 
 from keras_rtmdet.distribute.replicas import cross_replica_mean
-from keras_rtmdet.distribute.replicas import local_replica_count
 from keras_rtmdet.distribute.replicas import scale_loss_for_gradient_sum
 from keras_rtmdet.distribute.replicas import torch_process_group_size
 from keras_rtmdet.layers.image_normalization import REFERENCE_MEAN_BGR
@@ -25,24 +24,19 @@ from keras_rtmdet.layers.image_normalization import ImageNormalization
 from keras_rtmdet.models.cspnext.cspnext_backbone import CSPNeXt
 from keras_rtmdet.models.dense_postprocessing import POSTPROCESS_KEYS
 from keras_rtmdet.models.dense_postprocessing import DensePostprocessing
+from keras_rtmdet.models.detector_inference import DetectorInference
 from keras_rtmdet.models.jax_state_guard import model_state_kept
 from keras_rtmdet.models.non_finite_loss import StopOnNonFiniteLoss
 from keras_rtmdet.models.preset_loading import PresetMixin
 from keras_rtmdet.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
 from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import RTMDetPreprocessor
-from keras_rtmdet.ops.no_gradients import no_gradients
 from keras_rtmdet.utils.datasets import is_dataset
-from keras_rtmdet.utils.input_checks import DEFAULT_PIXEL_RANGE
 from keras_rtmdet.utils.input_checks import check_image_size
 from keras_rtmdet.utils.input_checks import check_num_classes
-from keras_rtmdet.utils.input_checks import check_pixel_range
 from keras_rtmdet.utils.input_checks import check_pixels
-from keras_rtmdet.utils.input_checks import check_positive_int
 from keras_rtmdet.utils.input_checks import check_postprocess_settings
 from keras_rtmdet.utils.target_checks import check_target_batches
 
-# Inputs of `predict_step` copied to its outputs, in `finalize_predictions`' argument order.
-PASSED_THROUGH = ("scale_factors", "original_sizes")
 # The static cap on pre-NMS candidates per image (see `select_candidates`).
 # mmdet keeps up to nms_pre=30000 per level; its deploy configs cap at 5000.
 DEFAULT_MAX_CANDIDATES = 5000
@@ -62,7 +56,7 @@ def flatten_levels(levels):
     return ops.concatenate(flat, axis=1) if len(flat) > 1 else flat[0]
 
 
-class DenseDetector(PresetMixin, DensePostprocessing, keras.Model):
+class DenseDetector(PresetMixin, DetectorInference, DensePostprocessing, keras.Model):
     """Base class of the RTMDet variants: CSPNeXt → CSPNeXtPAFPN → a variant's head.
 
     `call` maps padded pixel images to per-prior outputs; `predict` runs the
@@ -290,124 +284,7 @@ class DenseDetector(PresetMixin, DensePostprocessing, keras.Model):
             total = total + ops.sum(self.losses)
         return scale_loss_for_gradient_sum(total)
 
-    # --- inference entry points ---
-
-    def predict_step(self, *args):
-        # JAX's trainer passes (state, data) and expects (outputs, state) back.
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(args[-1])
-        if isinstance(x, dict):
-            images, scale_factors = x["images"], x.get("scale_factors")
-        else:
-            images, scale_factors = x, None
-        # Kept for `finalize_predictions`, which may need them (mask pasting).
-        passed = {k: x[k] for k in PASSED_THROUGH if isinstance(x, dict) and k in x}
-        if keras.config.backend() == "jax":
-            outputs, state = super().predict_step(args[0], images)
-            return dict(self.postprocess(outputs, images.shape[1:3], scale_factors), **passed), state
-        outputs = super().predict_step(images)
-        return dict(self.postprocess(outputs, images.shape[1:3], scale_factors), **passed)
-
-    def finalize_predictions(self, outputs, scale_factors=None, original_sizes=None):
-        """Numpy outputs of `predict` from the post-processed batch (subclasses add masks).
-
-        Args:
-            outputs: `predict_step`'s dict (backend or numpy arrays); the
-                inputs it passed through are dropped.
-            scale_factors: optional (B, 2) (w_scale, h_scale) of the resize.
-            original_sizes: optional (B, 2) (h, w) of the raw images.
-        """
-        return {key: ops.convert_to_numpy(value) for key, value in outputs.items() if key not in PASSED_THROUGH}
-
-    def predict(
-        self,
-        x,
-        batch_size=None,
-        verbose="auto",
-        steps=None,
-        callbacks=None,
-        channel_order=None,
-        pixel_range=DEFAULT_PIXEL_RANGE,
-        **settings,
-    ):
-        """Detect objects in raw images of any size.
-
-        Args:
-            x: one image (H, W, 3), a batch (B, H, W, 3) or a list of images
-                of different sizes; uint8, or int / float pixels spanning
-                `pixel_range`. A `tf.data.Dataset` or
-                `keras.utils.PyDataset` must instead yield preprocessed
-                `{"images", "scale_factors"}` batches of [0, 255] pixels
-                (optionally `original_sizes` (B, 2) (h, w), which variants
-                with masks crop to).
-            batch_size: images per forward pass, a positive integer (default 8).
-            channel_order: `"rgb"` or `"bgr"`, the order of `x`; defaults to
-                the model's `input_channel_order` ("rgb").
-            pixel_range: (low, high) the values of `x` span, default (0, 255).
-                `(0, 1)` for float images scaled to [0, 1]: they are
-                multiplied by 255; any other range is mapped linearly onto
-                [0, 255]. Non-finite values, values outside the range and,
-                with the default range, float images whose maximum is in
-                (0, 1] (they look scaled to [0, 1]) raise a ValueError
-                naming the image (`keras_rtmdet.utils.input_checks.check_pixels`).
-            **settings: per-call post-processing overrides:
-                `score_threshold`, `iou_threshold`, `nms_pre`,
-                `max_detections`, `min_bbox_size`, `max_candidates`,
-                `nms_method`.
-
-        Returns: dict of numpy arrays, boxes in original-image pixels:
-        `boxes` (B, K, 4) xyxy, `scores` (B, K), `labels` (B, K), padded with
-        −1, and `num_detections` (B,); variants add their outputs (RTMDetIns:
-        `masks`).
-        """
-        if batch_size is not None:
-            check_positive_int(batch_size, "batch_size")
-        pixel_range = check_pixel_range(pixel_range)
-        if is_dataset(x):
-            if pixel_range != DEFAULT_PIXEL_RANGE:
-                raise ValueError(
-                    f"pixel_range={pixel_range} applies to raw images; a dataset must yield preprocessed "
-                    "batches of [0, 255] pixels."
-                )
-            inputs, batch_size = x, None
-        else:
-            prep = self.preprocessor(
-                x,
-                input_channel_order=channel_order or self.input_channel_order,
-                output_channel_order=self.input_channel_order,
-                pixel_range=pixel_range,
-            )
-            inputs, batch_size = {key: prep[key] for key in ("images", *PASSED_THROUGH)}, batch_size or 8
-        with self.postprocess_settings(**settings), model_state_kept(self):
-            out = self._predict_split_evenly(inputs, batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
-            return self.finalize_predictions(out, *(out.get(k) for k in PASSED_THROUGH))
-
-    def predict_preprocessed_batch(self, inputs):
-        """`predict_step`'s outputs (numpy) for one preprocessed batch `{"images", "scale_factors"}`.
-
-        `predict_on_batch`, except under data parallelism (`keras_rtmdet.distribute`), where that would run
-        the whole batch on every TensorFlow replica, or fail on JAX for a batch not divisible by the devices:
-        there the batch goes through `predict`, split evenly over the replicas.
-        """
-        if local_replica_count() == 1:
-            return {key: ops.convert_to_numpy(value) for key, value in self.predict_on_batch(inputs).items()}
-        return self._predict_split_evenly(inputs, len(inputs["images"]), verbose=0)
-
-    def _predict_split_evenly(self, inputs, batch_size, **kwargs):
-        """`keras.Model.predict` of array `inputs`, with every batch a multiple of the data-parallel replicas.
-
-        The rows are padded (repeating the last) to a multiple of the replicas and the padding is cut off
-        the outputs; a dataset's batches are the caller's to size.
-        """
-        replicas = local_replica_count()
-        if replicas == 1 or is_dataset(inputs):
-            return super().predict(inputs, batch_size=batch_size, **kwargs)
-        count = len(inputs["images"])
-        padded = -(-count // replicas) * replicas
-        rows = np.minimum(np.arange(padded), count - 1)
-        inputs = {key: np.asarray(value)[rows] for key, value in inputs.items()}
-        batch_size = -(-min(batch_size, padded) // replicas) * replicas
-        out = super().predict(inputs, batch_size=batch_size, **kwargs)
-        return {key: np.asarray(value)[:count] for key, value in out.items()}
+    # --- serving ---
 
     def export(self, filepath, format="saved_model", verbose=True, **options):
         """Export for serving on raw uint8 images: `keras_rtmdet.export.export(self, filepath, format, ...)`.
@@ -419,22 +296,6 @@ class DenseDetector(PresetMixin, DensePostprocessing, keras.Model):
         if not _EXPORTER:
             raise RuntimeError("No exporter registered: import keras_rtmdet.export first.")
         return _EXPORTER[0](self, filepath, format=format, verbose=verbose, **options)
-
-    def detect(self, images, scale_factors=None, normalized=False, **settings):
-        """Post-process an already preprocessed, padded batch (eagerly).
-
-        Args:
-            images: (B, H, W, 3) padded input. Pixels in the model's
-                `input_channel_order` if `normalized` is False; else already
-                normalised (the backbone's input).
-            scale_factors: optional (B, 2) (w_scale, h_scale).
-
-        Returns: like `predict`, as backend tensors.
-        """
-        images = ops.convert_to_tensor(images, "float32")
-        with self.postprocess_settings(**settings), no_gradients():
-            outputs = self.raw_outputs(images, normalized=normalized)
-            return self.postprocess(outputs, images.shape[1:3], scale_factors)
 
     def load_backbone_preset(self, preset, checkpoint=None):
         """Start from an ImageNet backbone, as the reference's tiny/s training does.

@@ -30,6 +30,9 @@ POSTPROCESS_KEYS = (
     "max_candidates",
     "nms_method",
 )
+# Settings a compiled predict step takes as inputs (`thresholds`): a new value never recompiles it.
+# `max_detections` is also its static output size, the cap a per-call value keeps below.
+RUNTIME_SETTINGS = ("score_threshold", "iou_threshold", "min_bbox_size", "max_detections")
 
 
 class DensePostprocessing:
@@ -108,21 +111,28 @@ class DensePostprocessing:
         factors = ops.stack([ws, hs, ws, hs], axis=-1)
         return boxes / factors
 
-    def box_size_mask(self, boxes):
+    def runtime_thresholds(self, thresholds=None):
+        """`RUNTIME_SETTINGS` → value: `thresholds`' (scalars or tensors), else the model's settings."""
+        thresholds = thresholds or {}
+        return {key: thresholds.get(key, getattr(self, key)) for key in RUNTIME_SETTINGS}
+
+    def box_size_mask(self, boxes, min_bbox_size):
         w = boxes[..., 2] - boxes[..., 0]
         h = boxes[..., 3] - boxes[..., 1]
-        return ops.logical_and(w > self.min_bbox_size, h > self.min_bbox_size)
+        return ops.logical_and(w > min_bbox_size, h > min_bbox_size)
 
-    def suppress(self, boxes, scores, labels, valid):
+    def suppress(self, boxes, scores, labels, valid, iou_threshold=None):
+        """(B, M) bool: the candidates class-aware NMS keeps (the model's `iou_threshold` by default)."""
+        iou_threshold = self.iou_threshold if iou_threshold is None else iou_threshold
         return batched_nms_keep(
-            boxes, scores, labels, valid, self.iou_threshold, self.nms_method, int(self.max_detections)
+            boxes, scores, labels, valid, iou_threshold, self.nms_method, int(self.max_detections)
         )
 
     def detection_fields(self, outputs, fields, prior_index, priors, image_size, scale_factors):
         """Hook for subclasses to add per-detection outputs (e.g. masks)."""
         return fields
 
-    def postprocess(self, outputs, image_size, scale_factors=None):
+    def postprocess(self, outputs, image_size, scale_factors=None, thresholds=None):
         """Turn raw per-prior outputs into padded detections.
 
         Args:
@@ -131,22 +141,33 @@ class DensePostprocessing:
             image_size: (height, width) of the padded input, static ints.
             scale_factors: optional (B, 2) (w_scale, h_scale) of each image's
                 resize; boxes are divided by them (original-image pixels).
+            thresholds: optional values of `RUNTIME_SETTINGS` (scalar
+                tensors in a compiled step); the model's settings otherwise.
+                A `max_detections` here keeps that many of the K slots.
 
         Returns: dict with `boxes` (B, K, 4), `scores` (B, K), `labels`
         (B, K) int32, padded with −1 after `num_detections` (B,) entries;
-        K = `max_detections`.
+        K = the model's `max_detections`.
         """
-        candidates = self.candidate_detections(outputs, image_size, scale_factors)
-        keep = self.suppress(candidates["boxes"], candidates["scores"], candidates["labels"], candidates["valid"])
-        return self.finish_detections(outputs, candidates, keep, image_size, scale_factors)
+        thresholds = self.runtime_thresholds(thresholds)
+        candidates = self.candidate_detections(outputs, image_size, scale_factors, thresholds)
+        keep = self.suppress(
+            candidates["boxes"],
+            candidates["scores"],
+            candidates["labels"],
+            candidates["valid"],
+            thresholds["iou_threshold"],
+        )
+        return self.finish_detections(outputs, candidates, keep, image_size, scale_factors, thresholds)
 
-    def candidate_detections(self, outputs, image_size, scale_factors=None):
+    def candidate_detections(self, outputs, image_size, scale_factors=None, thresholds=None):
         """The NMS input: the top (prior, class) candidates, decoded (`postprocess`' first half).
 
         Returns: dict of (B, M) `scores`, `labels`, `prior_index`, `valid`
         (score and box size) sorted by descending score, and `boxes`
         (B, M, box_dim) in original-image pixels when `scale_factors` is given.
         """
+        thresholds = self.runtime_thresholds(thresholds)
         image_size = tuple(int(s) for s in image_size)
         sizes = level_sizes(image_size, self.strides)
         probs = ops.sigmoid(ops.cast(outputs["cls_logits"], "float32"))
@@ -160,28 +181,32 @@ class DensePostprocessing:
                 f"gives {start}; pass the padded input's size."
             )
         candidates = select_candidates(
-            level_scores, self.score_threshold, int(self.nms_pre), int(self.max_candidates)
+            level_scores, thresholds["score_threshold"], int(self.nms_pre), int(self.max_candidates)
         )
         boxes = self.decode_candidates(outputs, candidates, self.priors(image_size), image_size)
         if scale_factors is not None:
             boxes = self.rescale_boxes(boxes, ops.cast(scale_factors, boxes.dtype))
         candidates["boxes"] = boxes
-        candidates["valid"] = ops.logical_and(candidates["valid"], self.box_size_mask(boxes))
+        candidates["valid"] = ops.logical_and(candidates["valid"], self.box_size_mask(boxes, thresholds["min_bbox_size"]))
         return candidates
 
     # The `call` outputs `detection_fields` reads, besides the candidates (exported graphs pass them on).
     detection_field_inputs = ()
 
-    def finish_detections(self, outputs, candidates, keep, image_size, scale_factors=None):
+    def finish_detections(self, outputs, candidates, keep, image_size, scale_factors=None, thresholds=None):
         """`postprocess`' second half: the best `max_detections` kept candidates, padded.
 
         Args:
             outputs: `call`'s outputs (only `detection_field_inputs` are read).
             candidates: `candidate_detections`' dict.
             keep: (B, M) bool, the NMS survivors.
+            thresholds: as `postprocess`'; its `max_detections` may be below the model's.
         """
         image_size = tuple(int(s) for s in image_size)
         order, det_valid = top_detections(keep, candidates["scores"], int(self.max_detections))
+        if thresholds and "max_detections" in thresholds:
+            wanted = thresholds["max_detections"]
+            det_valid = ops.logical_and(det_valid, ops.arange(det_valid.shape[1])[None, :] < wanted)
         fields = {
             "boxes": gather_rows(candidates["boxes"], order),
             "scores": ops.take_along_axis(candidates["scores"], order, axis=1),

@@ -166,6 +166,10 @@ def _pixel_problem(image, low, high, default_range):
     """What is wrong with one image's (integer or float) pixels, or None."""
     if image.size == 0:
         return None
+    if np.issubdtype(image.dtype, np.integer):
+        bounds = np.iinfo(image.dtype)
+        if low <= bounds.min and bounds.max <= high:
+            return None  # every value of the dtype is in range (uint8 in [0, 255]): no pass over the pixels
     if np.issubdtype(image.dtype, np.floating) and not np.all(np.isfinite(image)):
         return "contains NaN or infinite pixel values"
     found_min, found_max = float(np.min(image)), float(np.max(image))

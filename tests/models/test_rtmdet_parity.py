@@ -9,8 +9,8 @@ was recorded by mmdet itself (tests/fixtures/README in the shared folder).
 import numpy as np
 import pytest
 
-from keras_rtmdet.utils.detection_matching import match_detections
 from tests.test_case import assert_dense_close
+from tests.test_case import assert_reference_detections
 from tests.test_case import load_fixture
 from tests.test_case import nchw_to_nhwc
 from tests.test_case import reference_model
@@ -55,31 +55,11 @@ def test_priors_and_decoding_match(case):
     assert_dense_close(outputs["bbox_preds"], fx["head"]["flat_bbox_pred"], "flat_bbox_pred")
 
 
-def _check_detections(fx, out, prefix, max_det, score_thr):
-    preds = fx["preds"]
-    for b in range(2):
-        n = int(out["num_detections"][b])
-        ref_scores = preds[f"{prefix}img{b}_scores"]
-        floors = [score_thr] + ([float(ref_scores.min())] if len(ref_scores) == max_det else [])
-        result = match_detections(
-            (out["boxes"][b, :n], out["scores"][b, :n], out["labels"][b, :n]),
-            (preds[f"{prefix}img{b}_bboxes"], ref_scores, preds[f"{prefix}img{b}_labels"]),
-            score_floors=floors,
-        )
-        bad_ours, bad_ref = result["unexplained_ours"], result["unexplained_reference"]
-        assert not bad_ours and not bad_ref, (
-            f"{prefix}img{b}: {len(bad_ours)} of our {n} and {len(bad_ref)} of "
-            f"{len(ref_scores)} reference detections unmatched"
-        )
-        assert result["matched"] >= len(ref_scores) - 2
-        assert np.all(out["labels"][b, n:] == -1) and np.all(out["scores"][b, n:] == -1)
-
-
 def test_detections_match_on_square_batch(case):
     fx, model = case
     out = model.detect(nchw_to_nhwc(fx["inputs"]["inputs"]), normalized=True)
     out = {k: to_numpy(v) for k, v in out.items()}
-    _check_detections(fx, out, "", model.max_detections, model.score_threshold)
+    assert_reference_detections(fx, out, "", model.max_detections, model.score_threshold)
 
 
 def test_detections_match_after_resize_of_two_raw_sizes(case):
@@ -92,7 +72,7 @@ def test_detections_match_after_resize_of_two_raw_sizes(case):
         normalized=True,
     )
     out = {k: to_numpy(v) for k, v in out.items()}
-    _check_detections(fx, out, "pipe_", model.max_detections, model.score_threshold)
+    assert_reference_detections(fx, out, "pipe_", model.max_detections, model.score_threshold)
 
 
 def test_preprocessing_matches_mmdet_resize_and_pad(case):
@@ -112,7 +92,7 @@ def test_predict_on_raw_images_end_to_end(case):
     inputs = fx["inputs"]
     raw = [inputs["pipe_raw_image_0"], inputs["pipe_raw_image_1"]]
     out = model.predict(raw, channel_order="bgr", verbose=0)
-    _check_detections(fx, out, "pipe_", model.max_detections, model.score_threshold)
+    assert_reference_detections(fx, out, "pipe_", model.max_detections, model.score_threshold)
 
 
 def test_rgb_input_gives_the_same_detections(case):

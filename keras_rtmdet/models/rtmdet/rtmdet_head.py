@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_rtmdet.layers.batch_norm_folding import conv_then_batch_norm
 from keras_rtmdet.layers.conv_module import BN_EPSILON
 from keras_rtmdet.layers.conv_module import BN_MOMENTUM
 from keras_rtmdet.layers.conv_module import BatchNormBlock
@@ -160,7 +161,7 @@ class RTMDetSepBNHead(BatchNormBlock):
     def run_tower(self, name, x, level, training=None):
         tower = self.towers[name]
         for conv, norm in zip(tower["convs"][level], tower["norms"][level]):
-            x = ops.silu(norm(conv(x), training=training))
+            x = ops.silu(conv_then_batch_norm(x, conv, norm, training))
         return x
 
     def regression_output(self, reg_feat, level):

@@ -125,11 +125,12 @@ class RTMDetRotated(DenseDetector):
     def rescale_boxes(self, boxes, scale_factors):
         return rescale_rboxes(boxes, 1.0 / scale_factors[:, 0:1], 1.0 / scale_factors[:, 1:2])
 
-    def box_size_mask(self, boxes):
-        return ops.logical_and(boxes[..., 2] > self.min_bbox_size, boxes[..., 3] > self.min_bbox_size)
+    def box_size_mask(self, boxes, min_bbox_size):
+        return ops.logical_and(boxes[..., 2] > min_bbox_size, boxes[..., 3] > min_bbox_size)
 
-    def suppress(self, boxes, scores, labels, valid):
-        return rotated_nms_keep(boxes, scores, labels, valid, self.iou_threshold, self.nms_method)
+    def suppress(self, boxes, scores, labels, valid, iou_threshold=None):
+        iou_threshold = self.iou_threshold if iou_threshold is None else iou_threshold
+        return rotated_nms_keep(boxes, scores, labels, valid, iou_threshold, self.nms_method)
 
     # --- training hooks ---
 

@@ -1,4 +1,4 @@
-"""RTMDet's test-time resize and pad inside a graph (`keras.ops`), for exported models.
+"""RTMDet's test-time resize and pad inside a graph (`keras.ops`), for `predict` on the device and exported models.
 
 `RTMDetPreprocessor` runs on the host with OpenCV; an exported model takes
 raw uint8 images instead and must do the same inside its graph. The sizes

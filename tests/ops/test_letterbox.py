@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_rtmdet.export.letterbox import letterbox
+from keras_rtmdet.ops.letterbox import letterbox
 from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import RTMDetPreprocessor
 from tests.test_case import to_numpy
 

@@ -1,0 +1,313 @@
+"""`predict` and `detect` of the dense detectors: raw images in, detections in original-image pixels out.
+
+`predict` on arrays runs one compiled step per batch (`compile_step`): uint8
+pixels go to the device, the reference's resize and pad run there when every
+image of the call has one size (`ops/letterbox.py`, bit-exact with the host's
+OpenCV), then the network, decoding, NMS and the rescale to original pixels.
+The thresholds are inputs of that step, so a per-call `score_threshold` never
+recompiles it; settings that fix shapes (`nms_pre`, `max_candidates`, a
+larger `max_detections`) or the NMS kernel get a step of their own, kept.
+Datasets, callbacks and data parallelism go through `keras.Model.predict`.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_rtmdet.distribute.replicas import local_replica_count
+from keras_rtmdet.layers.batch_norm_folding import batch_norm_folding_enabled
+from keras_rtmdet.models.compiled_step import COMPILING_BACKENDS
+from keras_rtmdet.models.compiled_step import compile_step
+from keras_rtmdet.models.compiled_step import step_thresholds
+from keras_rtmdet.models.dense_postprocessing import POSTPROCESS_KEYS
+from keras_rtmdet.models.dense_postprocessing import RUNTIME_SETTINGS
+from keras_rtmdet.models.jax_state_guard import model_state_kept
+from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import CHANNEL_ORDERS
+from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import as_image_list
+from keras_rtmdet.ops.letterbox import letterbox
+from keras_rtmdet.ops.no_gradients import no_gradients
+from keras_rtmdet.utils.datasets import is_dataset
+from keras_rtmdet.utils.input_checks import DEFAULT_PIXEL_RANGE
+from keras_rtmdet.utils.input_checks import check_pixel_range
+from keras_rtmdet.utils.input_checks import check_positive_int
+from keras_rtmdet.utils.input_checks import check_postprocess_settings
+
+# Inputs of `predict_step` copied to its outputs, in `finalize_predictions`' argument order.
+PASSED_THROUGH = ("scale_factors", "original_sizes")
+LETTERBOX_PLACES = ("auto", "device", "host")
+# `letterbox="auto"` compiles a device letterbox for this many raw image sizes, then letterboxes new
+# sizes on the host: a camera stream keeps its one size on the device, a folder of photos of many
+# sizes does not compile a step per photo.
+MAX_DEVICE_LETTERBOX_SIZES = 4
+DEFAULT_PREDICT_BATCH = 8
+
+
+class DetectorInference:
+    """Mixed into `DenseDetector`: `predict`, `detect` and the compiled steps behind them."""
+
+    def predict(
+        self,
+        x,
+        batch_size=None,
+        verbose="auto",
+        steps=None,
+        callbacks=None,
+        channel_order=None,
+        pixel_range=DEFAULT_PIXEL_RANGE,
+        letterbox="auto",
+        **settings,
+    ):
+        """Detect objects in raw images of any size.
+
+        Args:
+            x: one image (H, W, 3), a batch (B, H, W, 3) or a list of images
+                of different sizes; uint8, or int / float pixels spanning
+                `pixel_range`. A `tf.data.Dataset` or
+                `keras.utils.PyDataset` must instead yield preprocessed
+                `{"images", "scale_factors"}` batches of [0, 255] pixels
+                (optionally `original_sizes` (B, 2) (h, w), which variants
+                with masks crop to); they run through `keras.Model.predict`,
+                as do calls with `callbacks` or `steps`.
+            batch_size: images per forward pass, a positive integer (default 8).
+            verbose: progress bar: `"auto"` shows one when the call takes
+                more than one batch, 1 always, 0 never.
+            channel_order: `"rgb"` or `"bgr"`, the order of `x`; defaults to
+                the model's `input_channel_order` ("rgb").
+            pixel_range: (low, high) the values of `x` span, default (0, 255).
+                `(0, 1)` for float images scaled to [0, 1]: they are
+                multiplied by 255; any other range is mapped linearly onto
+                [0, 255]. Non-finite values, values outside the range and,
+                with the default range, float images whose maximum is in
+                (0, 1] (they look scaled to [0, 1]) raise a ValueError
+                naming the image (`keras_rtmdet.utils.input_checks.check_pixels`).
+            letterbox: where the resize and pad run: `"device"` (in the
+                compiled step; images of one size per call), `"host"`
+                (OpenCV) or `"auto"` (the device when the call's images share
+                one size, for up to `MAX_DEVICE_LETTERBOX_SIZES` sizes). Both
+                give the same pixels.
+            **settings: per-call post-processing overrides, for this call
+                only: `score_threshold`, `iou_threshold`, `min_bbox_size` and
+                `max_detections` (≤ the model's) never recompile; `nms_pre`,
+                `max_candidates`, `nms_method` or a larger `max_detections`
+                compile a step of their own once.
+
+        Returns: dict of numpy arrays, boxes in original-image pixels:
+        `boxes` (B, K, 4) xyxy, `scores` (B, K), `labels` (B, K), padded with
+        −1, and `num_detections` (B,), with K = `max_detections`; variants
+        add their outputs (RTMDetIns: `masks`).
+        """
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size")
+        pixel_range = check_pixel_range(pixel_range)
+        if letterbox not in LETTERBOX_PLACES:
+            raise ValueError(f"letterbox must be one of {LETTERBOX_PLACES}, got {letterbox!r}.")
+        channel_order = channel_order or self.input_channel_order
+        if channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"Channel order must be one of {CHANNEL_ORDERS}, got {channel_order!r}.")
+        if is_dataset(x) or callbacks or steps is not None or local_replica_count() > 1:
+            return self._keras_predict(x, batch_size, verbose, steps, callbacks, channel_order, pixel_range, settings)
+        images = as_image_list(x, pixel_range)
+        thresholds, static = self._call_settings(settings)
+        sizes = {image.shape[:2] for image in images}
+        if self._letterbox_on_device(letterbox, sizes, images):
+            whole = isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype == images[0].dtype
+            batch = {"images": x if whole else np.stack(images)}
+            original_sizes = np.tile(np.asarray(images[0].shape[:2], np.int64), (len(images), 1))
+        else:
+            uint8 = all(image.dtype == np.uint8 for image in images) and pixel_range == DEFAULT_PIXEL_RANGE
+            prep = self.preprocessor(
+                images,
+                input_channel_order=channel_order,
+                output_channel_order=self.input_channel_order,
+                pixel_dtype="uint8" if uint8 else "float32",
+            )
+            batch = {"images": prep["images"], "scale_factors": prep["scale_factors"]}
+            original_sizes = prep["original_sizes"]
+        flip = channel_order != self.input_channel_order and "scale_factors" not in batch
+        out = self._run_steps(batch, thresholds, static, flip, batch_size or DEFAULT_PREDICT_BATCH, verbose)
+        return self.finalize_predictions(out, out.pop("scale_factors", batch.get("scale_factors")), original_sizes)
+
+    def _call_settings(self, settings):
+        """(thresholds, static overrides) of one call: checked, nothing set on the model."""
+        settings = {key: value for key, value in settings.items() if value is not None}
+        settings = check_postprocess_settings(settings, self.nms_methods)
+        thresholds = {key: settings.get(key, getattr(self, key)) for key in RUNTIME_SETTINGS}
+        static = {key: value for key, value in settings.items() if key not in RUNTIME_SETTINGS}
+        if thresholds["max_detections"] > self.max_detections:
+            static["max_detections"] = thresholds["max_detections"]
+        return thresholds, static
+
+    def _letterbox_on_device(self, place, sizes, images):
+        if place == "host" or len(sizes) > 1:
+            if place == "device":
+                raise ValueError(
+                    f"letterbox='device' needs images of one size per call; got {len(sizes)} sizes. "
+                    "Pass letterbox='host' or 'auto', or group the images by size."
+                )
+            return False
+        if place == "device":
+            return True
+        seen = self.__dict__.setdefault("_device_letterbox_sizes", set())
+        size = next(iter(sizes))
+        if size not in seen and len(seen) >= MAX_DEVICE_LETTERBOX_SIZES:
+            return False
+        seen.add(size)
+        return True
+
+    def _run_steps(self, batch, thresholds, static, flip, batch_size, verbose):
+        """The compiled step over `batch`'s rows, `batch_size` at a time; numpy outputs cut to `max_detections`."""
+        count = len(batch["images"])
+        batch_size = min(batch_size, count)
+        with self.postprocess_settings(**static):
+            step = self.inference_step(letterboxed="scale_factors" not in batch, flip=flip)
+            values = step_thresholds(thresholds)
+            starts = range(0, count, batch_size)
+            progress = keras.utils.Progbar(count) if verbose == 1 or (verbose == "auto" and len(starts) > 1) else None
+            chunks = []
+            pad_short_batch = keras.config.backend() in COMPILING_BACKENDS
+            for start in starts:
+                taken = min(batch_size, count - start)
+                rows = {key: value[start : start + taken] for key, value in batch.items()}
+                if pad_short_batch and taken < batch_size:
+                    # A short last batch repeats the last image: one compiled shape per call.
+                    rows = {key: np.concatenate([value, np.repeat(value[-1:], batch_size - taken, 0)]) for key, value in rows.items()}
+                out = step(rows, values)
+                chunks.append({key: ops.convert_to_numpy(value)[:taken] for key, value in out.items()})
+                if progress is not None:
+                    progress.add(taken)
+        out = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
+        wanted = thresholds["max_detections"]
+        return {
+            key: value if key in ("num_detections", "scale_factors") else value[:, :wanted]
+            for key, value in out.items()
+        }
+
+    def inference_step(self, letterboxed, flip=False):
+        """The compiled step `predict` runs, for the model's current static settings (cached per settings).
+
+        `step(batch, thresholds)`: `batch` holds `images` (B, H, W, 3) uint8 or float pixels, raw when
+        `letterboxed` (resized and padded in the step; `flip` reverses the channels), else preprocessed
+        with their (B, 2) `scale_factors`; `thresholds` are `step_thresholds` of `RUNTIME_SETTINGS`.
+        Returns `postprocess`' padded detections (+ `scale_factors` when letterboxed), backend tensors.
+        """
+        key = (
+            letterboxed,
+            flip,
+            batch_norm_folding_enabled(),
+            *(getattr(self, name) for name in POSTPROCESS_KEYS if name not in RUNTIME_SETTINGS),
+            self.max_detections,
+        )
+        steps = self.__dict__.setdefault("_inference_steps", {})
+        if key not in steps:
+            steps[key] = compile_step(self, self._step_function(letterboxed, flip))
+        return steps[key]
+
+    def _step_function(self, letterboxed, flip):
+        image_size = self.image_size
+
+        def step(batch, thresholds):
+            images = batch["images"]
+            if letterboxed:
+                images, scale_factors = letterbox(images, image_size, flip_channels=flip)
+            else:
+                scale_factors = ops.cast(batch["scale_factors"], "float32")
+            outputs = self(ops.cast(images, "float32"), training=False)
+            detections = self.postprocess(outputs, image_size, scale_factors, thresholds)
+            if letterboxed:
+                detections["scale_factors"] = scale_factors
+            return detections
+
+        return step
+
+    def _keras_predict(self, x, batch_size, verbose, steps, callbacks, channel_order, pixel_range, settings):
+        """`keras.Model.predict` (datasets, callbacks, data parallelism); settings compile in."""
+        if is_dataset(x):
+            if pixel_range != DEFAULT_PIXEL_RANGE:
+                raise ValueError(
+                    f"pixel_range={pixel_range} applies to raw images; a dataset must yield preprocessed "
+                    "batches of [0, 255] pixels."
+                )
+            inputs, batch_size = x, None
+        else:
+            prep = self.preprocessor(
+                x,
+                input_channel_order=channel_order,
+                output_channel_order=self.input_channel_order,
+                pixel_range=pixel_range,
+            )
+            inputs = {key: prep[key] for key in ("images", *PASSED_THROUGH)}
+            batch_size = batch_size or DEFAULT_PREDICT_BATCH
+        with self.postprocess_settings(**settings), model_state_kept(self):
+            out = self._predict_split_evenly(inputs, batch_size, verbose=verbose, steps=steps, callbacks=callbacks)
+            return self.finalize_predictions(out, *(out.get(k) for k in PASSED_THROUGH))
+
+    def predict_step(self, *args):
+        # JAX's trainer passes (state, data) and expects (outputs, state) back.
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(args[-1])
+        if isinstance(x, dict):
+            images, scale_factors = x["images"], x.get("scale_factors")
+        else:
+            images, scale_factors = x, None
+        # Kept for `finalize_predictions`, which may need them (mask pasting).
+        passed = {k: x[k] for k in PASSED_THROUGH if isinstance(x, dict) and k in x}
+        if keras.config.backend() == "jax":
+            outputs, state = super().predict_step(args[0], images)
+            return dict(self.postprocess(outputs, images.shape[1:3], scale_factors), **passed), state
+        outputs = super().predict_step(images)
+        return dict(self.postprocess(outputs, images.shape[1:3], scale_factors), **passed)
+
+    def finalize_predictions(self, outputs, scale_factors=None, original_sizes=None):
+        """Numpy outputs of `predict` from the post-processed batch (subclasses add masks).
+
+        Args:
+            outputs: `predict_step`'s dict (backend or numpy arrays); the
+                inputs it passed through are dropped.
+            scale_factors: optional (B, 2) (w_scale, h_scale) of the resize.
+            original_sizes: optional (B, 2) (h, w) of the raw images.
+        """
+        return {key: ops.convert_to_numpy(value) for key, value in outputs.items() if key not in PASSED_THROUGH}
+
+    def predict_preprocessed_batch(self, inputs):
+        """Post-processed outputs (numpy) for one preprocessed batch `{"images", "scale_factors"}`.
+
+        The compiled step of `predict`, with the model's current settings; under data parallelism
+        (`keras_rtmdet.distribute`) `keras.Model.predict`, split evenly over the replicas.
+        """
+        if local_replica_count() == 1:
+            thresholds, _ = self._call_settings({})
+            batch = {"images": np.asarray(inputs["images"]), "scale_factors": np.asarray(inputs["scale_factors"])}
+            return self._run_steps(batch, thresholds, {}, False, len(batch["images"]), verbose=0)
+        return self._predict_split_evenly(inputs, len(inputs["images"]), verbose=0)
+
+    def _predict_split_evenly(self, inputs, batch_size, **kwargs):
+        """`keras.Model.predict` of array `inputs`, with every batch a multiple of the data-parallel replicas.
+
+        The rows are padded (repeating the last) to a multiple of the replicas and the padding is cut off
+        the outputs; a dataset's batches are the caller's to size.
+        """
+        replicas = local_replica_count()
+        if replicas == 1 or is_dataset(inputs):
+            return super().predict(inputs, batch_size=batch_size, **kwargs)
+        count = len(inputs["images"])
+        padded = -(-count // replicas) * replicas
+        rows = np.minimum(np.arange(padded), count - 1)
+        inputs = {key: np.asarray(value)[rows] for key, value in inputs.items()}
+        batch_size = -(-min(batch_size, padded) // replicas) * replicas
+        out = super().predict(inputs, batch_size=batch_size, **kwargs)
+        return {key: np.asarray(value)[:count] for key, value in out.items()}
+
+    def detect(self, images, scale_factors=None, normalized=False, **settings):
+        """Post-process an already preprocessed, padded batch (eagerly).
+
+        Args:
+            images: (B, H, W, 3) padded input. Pixels in the model's
+                `input_channel_order` if `normalized` is False; else already
+                normalised (the backbone's input).
+            scale_factors: optional (B, 2) (w_scale, h_scale).
+
+        Returns: like `predict`, as backend tensors.
+        """
+        images = ops.convert_to_tensor(images, "float32")
+        with self.postprocess_settings(**settings), no_gradients():
+            outputs = self.raw_outputs(images, normalized=normalized)
+            return self.postprocess(outputs, images.shape[1:3], scale_factors)

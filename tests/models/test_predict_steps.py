@@ -1,0 +1,135 @@
+"""`predict`'s compiled steps: per-call thresholds are inputs (never a recompilation), static settings get a
+step of their own once, the letterbox runs on the device or the host with the same detections, and a
+compiled step equals its eager `keras.ops` fallback.
+
+On the model of the `det_mini_linear` fixture (random mmdet weights: no ties among its scores).
+"""
+
+import keras
+import pytest
+
+from keras_rtmdet.models.compiled_step import COMPILING_BACKENDS
+from keras_rtmdet.models.compiled_step import compile_step
+from keras_rtmdet.models.compiled_step import step_thresholds
+from keras_rtmdet.utils.detection_matching import match_detections
+from tests.test_case import load_fixture
+from tests.test_case import reference_model
+from tests.test_case import to_numpy
+
+PER_CALL = [
+    {"score_threshold": 0.2},
+    {"score_threshold": 0.3, "iou_threshold": 0.3},
+    {"max_detections": 7},
+    {"min_bbox_size": 40.0, "iou_threshold": 0.9},
+]
+
+
+@pytest.fixture(scope="module")
+def case():
+    fx = load_fixture("det_mini_linear")
+    model = reference_model(fx)
+    images = [fx["inputs"]["pipe_raw_image_0"], fx["inputs"]["pipe_raw_image_1"]]
+    return model, images
+
+
+class CountedPostprocess:
+    """Counts the runs of `model.postprocess`: once per trace of a compiled step, once per call of an eager one."""
+
+    def __init__(self, model):
+        self.model, self.runs = model, 0
+        self.original = model.postprocess
+
+    def __enter__(self):
+        def counted(*args, **kwargs):
+            self.runs += 1
+            return self.original(*args, **kwargs)
+
+        self.model.postprocess = counted
+        return self
+
+    def __exit__(self, *exc):
+        del self.model.postprocess
+
+
+def eager_detections(model, images, **settings):
+    """What `predict` must give: the host letterbox, then `detect` (eager) with the settings set on the model."""
+    prep = model.preprocessor(images, input_channel_order="bgr", output_channel_order="bgr")
+    out = model.detect(prep["images"], prep["scale_factors"], **settings)
+    out = {key: to_numpy(value) for key, value in out.items()}
+    wanted = settings.get("max_detections", model.max_detections)
+    return {key: value if key == "num_detections" else value[:, :wanted] for key, value in out.items()}
+
+
+def assert_close_detections(actual, expected):
+    """The same detections from two graphs (compiled / eager, two letterbox places), in any order among
+    near-equal scores: each image's detections paired one to one, at most one unpaired on either side at the
+    lowest kept score (a near-tie there may fall on either side of the `max_detections` cut)."""
+    assert set(actual) == set(expected)
+    for b, count in enumerate(expected["num_detections"]):
+        n = int(actual["num_detections"][b])
+        assert abs(n - int(count)) <= 1
+        result = match_detections(
+            *(tuple(out[key][b, :k] for key in ("boxes", "scores", "labels")) for out, k in ((actual, n), (expected, int(count)))),
+            score_floors=[float(expected["scores"][b, : int(count)].min())] if count else [],
+        )
+        assert not result["unexplained_ours"] and not result["unexplained_reference"], f"image {b}"
+
+
+def test_per_call_thresholds_never_recompile_and_leave_the_model_unchanged(case):
+    model, images = case
+    before = model.postprocess_config()
+    with CountedPostprocess(model) as counter:
+        outputs = [model.predict(images, channel_order="bgr", letterbox="host", verbose=0, **s) for s in PER_CALL]
+    for out, settings in zip(outputs, PER_CALL, strict=True):
+        assert_close_detections(out, eager_detections(model, images, **settings))
+    compiling = keras.config.backend() in COMPILING_BACKENDS
+    # One trace at most (none when an earlier test compiled the step); an eager step runs per call.
+    assert counter.runs <= 1 if compiling else counter.runs == len(PER_CALL)
+    assert model.postprocess_config() == before
+
+
+def test_static_settings_compile_their_own_step_once(case):
+    model, images = case
+    with CountedPostprocess(model) as counter:
+        for _ in range(2):
+            few = model.predict(images, channel_order="bgr", letterbox="host", verbose=0, nms_pre=20)
+        many = model.predict(images, channel_order="bgr", letterbox="host", verbose=0, max_detections=400)
+        model.predict(images, channel_order="bgr", letterbox="host", verbose=0)
+    assert_close_detections(few, eager_detections(model, images, nms_pre=20))
+    assert many["scores"].shape == (2, 400)
+    assert_close_detections(many, eager_detections(model, images, max_detections=400))
+    if keras.config.backend() in COMPILING_BACKENDS:
+        assert counter.runs <= 3
+
+
+def test_device_and_host_letterbox_give_the_same_detections(case):
+    model, images = case
+    same_size = [images[0], images[0][::-1].copy(), images[0][:, ::-1].copy()]
+    device = model.predict(same_size, batch_size=2, channel_order="rgb", letterbox="device", verbose=0)
+    host = model.predict(same_size, batch_size=2, channel_order="rgb", letterbox="host", verbose=0)
+    assert device["boxes"].shape == (3, model.max_detections, 4)
+    assert_close_detections(device, host)
+
+
+def test_device_letterbox_refuses_images_of_several_sizes(case):
+    model, images = case
+    with pytest.raises(ValueError, match="letterbox='device' needs images of one size per call; got 2 sizes"):
+        model.predict(images, letterbox="device", verbose=0)
+    with pytest.raises(ValueError, match="letterbox must be one of"):
+        model.predict(images, letterbox="gpu", verbose=0)
+
+
+def test_compiled_step_equals_its_eager_fallback(case):
+    model, images = case
+    prep = model.preprocessor(images, input_channel_order="bgr", output_channel_order="bgr")
+
+    def step(batch, thresholds):
+        outputs = model(batch["images"], training=False)
+        return model.postprocess(outputs, model.image_size, batch["scale_factors"], thresholds)
+
+    thresholds = {"score_threshold": 0.1, "iou_threshold": 0.5, "min_bbox_size": 0.0, "max_detections": 50}
+    batch = {"images": prep["images"], "scale_factors": prep["scale_factors"]}
+    compiled = compile_step(model, step)(batch, step_thresholds(thresholds))
+    eager = compile_step(model, step, backend="eager")(batch, step_thresholds(thresholds, backend="eager"))
+    assert int(to_numpy(eager["num_detections"]).min()) > 0
+    assert_close_detections({k: to_numpy(v) for k, v in compiled.items()}, {k: to_numpy(v) for k, v in eager.items()})
