@@ -149,15 +149,15 @@ class DensePostprocessing:
         (B, K) int32, padded with −1 after `num_detections` (B,) entries;
         K = the model's `max_detections`.
         """
-        thresholds = self.runtime_thresholds(thresholds)
         candidates = self.candidate_detections(outputs, image_size, scale_factors, thresholds)
         keep = self.suppress(
             candidates["boxes"],
             candidates["scores"],
             candidates["labels"],
             candidates["valid"],
-            thresholds["iou_threshold"],
+            self.runtime_thresholds(thresholds)["iou_threshold"],
         )
+        # The caller's own `thresholds`: only a per-call `max_detections` masks slots.
         return self.finish_detections(outputs, candidates, keep, image_size, scale_factors, thresholds)
 
     def candidate_detections(self, outputs, image_size, scale_factors=None, thresholds=None):
