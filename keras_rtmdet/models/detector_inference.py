@@ -109,7 +109,7 @@ class DetectorInference:
         images = as_image_list(x, pixel_range)
         thresholds, static = self._call_settings(settings)
         sizes = {image.shape[:2] for image in images}
-        if self._letterbox_on_device(letterbox, sizes, images):
+        if self._letterbox_on_device(letterbox, sizes):
             whole = isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype == images[0].dtype
             batch = {"images": x if whole else np.stack(images)}
             original_sizes = np.tile(np.asarray(images[0].shape[:2], np.int64), (len(images), 1))
@@ -137,7 +137,7 @@ class DetectorInference:
             static["max_detections"] = thresholds["max_detections"]
         return thresholds, static
 
-    def _letterbox_on_device(self, place, sizes, images):
+    def _letterbox_on_device(self, place, sizes):
         if place == "host" or len(sizes) > 1:
             if place == "device":
                 raise ValueError(
