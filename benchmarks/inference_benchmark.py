@@ -146,7 +146,7 @@ def make_runners(model, path, batch_size, image_size, stages, args):
     if backend == "torch" and path == "compiled":
         from keras_rtmdet.inference import compile_for_inference
 
-        # One export + compile serves both stages (postprocess runs eagerly).
+        # The forward, and forward + postprocess as a second compiled graph (`CompiledDetector.detect`).
         compiled = compile_for_inference(
             model, batch_size, image_size, mode=args.compile_mode, backend=args.compile_backend
         )

@@ -16,8 +16,8 @@ its own. `predict / forward+postprocess` is the overhead users pay over the grap
 ≤ 1.5 at batch 1). Weights are random (`load_weights=False`): speed does not depend on them except through
 the candidates reaching NMS; `--score-threshold` (default the model's) sets how many.
 
-On torch the step is eager Keras (`compile_step`'s fallback); `compile_for_inference` is measured by
-`inference_benchmark.py`.
+On torch the step is eager Keras (`compile_step`'s fallback) unless `--jit-compile`: then every step is
+exported and compiled whole (inductor), once per batch size and stage.
 
 MMDetection's `inference_detector` on the same machine: `benchmarks/mmdet_predict_reference.py`, run in the
 reference's virtual environment.
@@ -47,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--score-threshold", type=float, default=None)
     p.add_argument("--stages", default="predict,step,forward+postprocess,forward")
     p.add_argument("--unfolded", action="store_true", help="BatchNorm not folded into the convs (the default folds)")
+    p.add_argument("--jit-compile", action="store_true", help="model.jit_compile = True (torch: compiled steps)")
+    p.add_argument("--torch-compile-mode", help="torch.compile mode of compiled torch steps (default: the package's)")
     p.add_argument("--json", help="write the results here")
     return p.parse_args(argv)
 
@@ -71,9 +73,7 @@ def stage_functions(model, images, settings):
     from keras import ops
 
     from keras_rtmdet.models.compiled_step import compile_step
-    from keras_rtmdet.models.compiled_step import step_thresholds
 
-    thresholds = step_thresholds(model.runtime_thresholds(settings))
     prep = model.preprocessor(list(images), pixel_dtype="uint8")
     prepared = {"images": prep["images"], "scale_factors": prep["scale_factors"]}
     raw = {"images": images}
@@ -82,6 +82,7 @@ def stage_functions(model, images, settings):
     forward = compile_step(model, lambda batch, _: model(ops.cast(batch["images"], "float32"), training=False))
     letterboxed_step = model.inference_step(letterboxed=True)
     step = model.inference_step(letterboxed=False)
+    thresholds = step.thresholds(model.runtime_thresholds(settings))
 
     def host(out, key):
         return keras.ops.convert_to_numpy(out[key][:1])
@@ -103,6 +104,10 @@ def main(argv=None):
     from keras_rtmdet import DenseDetector
     from keras_rtmdet.layers.batch_norm_folding import batch_norm_folding
 
+    if args.torch_compile_mode:
+        from keras_rtmdet.models import compiled_step
+
+        compiled_step.TORCH_COMPILE_MODE = args.torch_compile_mode
     height, width = (int(v) for v in args.raw_size.lower().split("x"))
     stages = args.stages.split(",")
     if "step" in stages:
@@ -113,6 +118,8 @@ def main(argv=None):
         for preset in args.presets.split(","):
             settings = {} if args.score_threshold is None else {"score_threshold": args.score_threshold}
             model = DenseDetector.from_preset(preset, load_weights=False)
+            if args.jit_compile:
+                model.jit_compile = True
             for batch in (int(b) for b in args.batch_sizes.split(",")):
                 images = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
                 functions = stage_functions(model, images, settings)
@@ -129,6 +136,8 @@ def main(argv=None):
                 sys.stdout.flush()
     report = {
         "backend": keras.config.backend(),
+        "jit_compile": args.jit_compile,
+        "torch_compile_mode": args.torch_compile_mode,
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "raw_size": [height, width],

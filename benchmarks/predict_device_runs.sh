@@ -1,10 +1,14 @@
 #!/bin/bash
-# Issue 21 on the GPU machine: predict_benchmark.py for JAX and torch, RTMDet-s, fp32 and bf16.
-# Usage: bash benchmarks/predict_device_runs.sh OUT_DIR [backends] (keras wheels installed on PYTHONPATH first)
+# Issue 21 on the GPU machine: predict_benchmark.py, RTMDet-s, per backend, batch size and dtype.
+# Usage: bash benchmarks/predict_device_runs.sh OUT_DIR [backends] [dtypes] [batch sizes] [extra flags]
+# (keras wheels installed on PYTHONPATH first). Torch with `--jit-compile` compiles every step whole
+# (inductor): one run per batch size, so each writes its results before the next compiles.
 set -u
-out=$1; backends=${2:-jax torch}
+out=$1; backends=${2:-jax torch}; dtypes=${3:-float32,mixed_bfloat16}; batches=${4:-1 16 64}; extra=${5:-}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 for backend in $backends; do
-  KERAS_BACKEND=$backend timeout 280 python3 benchmarks/predict_benchmark.py --presets rtmdet_s_coco --batch-sizes 1,16,64 \
-    --dtypes float32,mixed_bfloat16 --iters 20 --warmup 3 --json $out/predict_gpu_${backend}_s.json 2>&1 | grep -E "^rtmdet|Error"
+  for batch in $batches; do
+    KERAS_BACKEND=$backend timeout 540 python3 benchmarks/predict_benchmark.py --presets rtmdet_s_coco --batch-sizes $batch \
+      --dtypes $dtypes --iters 20 --warmup 3 $extra --json $out/predict_gpu_${backend}_s_b${batch}.json 2>&1 | grep -E "^rtmdet|Error"
+  done
 done

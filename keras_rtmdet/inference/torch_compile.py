@@ -10,9 +10,17 @@ than Keras-torch eager on an H200 (docs/performance.md §3.7).
 
 The price is a **fixed input shape**: one compiled artefact serves one
 (batch, height, width) and dtype; compile another for another shape.
+`CompiledDetector.detect` compiles the whole step the same way: the forward,
+decoding, NMS (`ops.graph_capture`: no value read back to the host) and the
+rescale, with the thresholds as inputs.
 """
 
 import keras
+import numpy as np
+
+from keras_rtmdet.models.compiled_step import compile_torch_step
+from keras_rtmdet.models.dense_postprocessing import RUNTIME_SETTINGS
+from keras_rtmdet.utils.input_checks import check_postprocess_settings
 
 __all__ = ["CompiledDetector", "compile_for_inference"]
 
@@ -31,19 +39,23 @@ class CompiledDetector:
     """A detector's forward, exported and compiled for one input shape.
 
     Calling it returns the raw outputs (`cls_logits`, box outputs) like
-    `model(images)`; `detect` also runs `model.postprocess` (eagerly).
+    `model(images)`; `detect` returns detections, from a second compiled
+    graph that also holds `model.postprocess` (built on its first call,
+    compiled without CUDA graphs: see `compiled_step.TORCH_COMPILE_MODE`).
 
     With `mode="reduce-overhead"` on CUDA the outputs live in CUDA-graph
     memory that the *next* call overwrites: use or copy (`.clone()`) them
     before calling again.
     """
 
-    def __init__(self, model, compiled, exported, input_shape, dtype):
+    def __init__(self, model, compiled, exported, input_shape, dtype, backend="inductor"):
         self.model = model
         self.compiled = compiled
         self.exported = exported
         self.input_shape = tuple(input_shape)
         self.dtype = dtype
+        # The compiled steps' own mode: CUDA graphs fail around the NMS loop (`compiled_step.TORCH_COMPILE_MODE`).
+        self._detect_step = compile_torch_step(model, self._detect_function(), backend)
 
     @property
     def image_size(self):
@@ -72,13 +84,43 @@ class CompiledDetector:
                 torch.compiler.cudagraph_mark_step_begin()
             return self.compiled(images)
 
-    def detect(self, images, scale_factors=None):
-        """Forward + `model.postprocess` → padded detections dict."""
-        import torch
+    def _detect_function(self):
+        model, image_size = self.model, self.image_size
 
-        outputs = self(images)
-        with torch.no_grad():
-            return self.model.postprocess(outputs, self.image_size, scale_factors)
+        def step(images, scale_factors, thresholds):
+            outputs = model(images, training=False)
+            return model.postprocess(outputs, image_size, scale_factors, thresholds)
+
+        return step
+
+    def detect(self, images, scale_factors=None, **settings):
+        """Forward + `model.postprocess`, one compiled graph → padded detections dict (backend tensors).
+
+        Args:
+            images: as `__call__`'s.
+            scale_factors: optional (B, 2) (w_scale, h_scale): boxes are
+                divided by them (original-image pixels).
+            **settings: per-call `score_threshold`, `iou_threshold`,
+                `min_bbox_size`, `max_detections` (≤ the model's): inputs of
+                the graph, never a recompilation.
+        """
+        images = self._check(images)
+        settings = check_postprocess_settings(settings, self.model.nms_methods)
+        static = sorted(set(settings) - set(RUNTIME_SETTINGS))
+        if static or settings.get("max_detections", 0) > self.model.max_detections:
+            raise ValueError(
+                f"{static or ['max_detections']} fix the compiled graph's shapes; set them on the model "
+                "before compile_for_inference. Per call: score_threshold, iou_threshold, min_bbox_size and "
+                "max_detections up to the model's."
+            )
+        if scale_factors is None:
+            scale_factors = np.ones((self.input_shape[0], 2), "float32")
+        thresholds = self._detect_step.thresholds(self.model.runtime_thresholds(settings))
+        out = self._detect_step(images, keras.ops.convert_to_tensor(scale_factors, "float32"), thresholds)
+        if "max_detections" in settings:
+            wanted = settings["max_detections"]
+            out = {key: value if key == "num_detections" else value[:, :wanted] for key, value in out.items()}
+        return out
 
 
 def compile_for_inference(
@@ -133,4 +175,4 @@ def compile_for_inference(
     if backend != "inductor":
         mode = None  # modes are inductor settings; other backends ignore them with a warning
     compiled = torch.compile(exported.module(), mode=mode, backend=backend, dynamic=False, **compile_kwargs)
-    return CompiledDetector(model, compiled, exported, shape, dtype)
+    return CompiledDetector(model, compiled, exported, shape, dtype, backend=backend)

@@ -7,7 +7,8 @@ OpenCV), then the network, decoding, NMS and the rescale to original pixels.
 The thresholds are inputs of that step, so a per-call `score_threshold` never
 recompiles it; settings that fix shapes (`nms_pre`, `max_candidates`, a
 larger `max_detections`) or the NMS kernel get a step of their own, kept.
-Datasets, callbacks and data parallelism go through `keras.Model.predict`.
+Datasets run the same step batch by batch; callbacks and data parallelism go
+through `keras.Model.predict`.
 """
 
 import keras
@@ -16,9 +17,7 @@ from keras import ops
 
 from keras_rtmdet.distribute.replicas import local_replica_count
 from keras_rtmdet.layers.batch_norm_folding import batch_norm_folding_enabled
-from keras_rtmdet.models.compiled_step import COMPILING_BACKENDS
 from keras_rtmdet.models.compiled_step import compile_step
-from keras_rtmdet.models.compiled_step import step_thresholds
 from keras_rtmdet.models.dense_postprocessing import POSTPROCESS_KEYS
 from keras_rtmdet.models.dense_postprocessing import RUNTIME_SETTINGS
 from keras_rtmdet.models.jax_state_guard import model_state_kept
@@ -40,6 +39,9 @@ LETTERBOX_PLACES = ("auto", "device", "host")
 # sizes does not compile a step per photo.
 MAX_DEVICE_LETTERBOX_SIZES = 4
 DEFAULT_PREDICT_BATCH = 8
+PREPROCESSED_PIXEL_RANGE_ERROR = (
+    "pixel_range={pixel_range} applies to raw images; a dataset must yield preprocessed batches of [0, 255] pixels."
+)
 
 
 class DetectorInference:
@@ -66,8 +68,9 @@ class DetectorInference:
                 `keras.utils.PyDataset` must instead yield preprocessed
                 `{"images", "scale_factors"}` batches of [0, 255] pixels
                 (optionally `original_sizes` (B, 2) (h, w), which variants
-                with masks crop to); they run through `keras.Model.predict`,
-                as do calls with `callbacks` or `steps`.
+                with masks crop to), each run through the same compiled
+                step. Calls with `callbacks` or `steps`, and data
+                parallelism, run through `keras.Model.predict`.
             batch_size: images per forward pass, a positive integer (default 8).
             verbose: progress bar: `"auto"` shows one when the call takes
                 more than one batch, 1 always, 0 never.
@@ -104,10 +107,14 @@ class DetectorInference:
         channel_order = channel_order or self.input_channel_order
         if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"Channel order must be one of {CHANNEL_ORDERS}, got {channel_order!r}.")
-        if is_dataset(x) or callbacks or steps is not None or local_replica_count() > 1:
+        if callbacks or steps is not None or local_replica_count() > 1:
             return self._keras_predict(x, batch_size, verbose, steps, callbacks, channel_order, pixel_range, settings)
-        images = as_image_list(x, pixel_range)
         thresholds, static = self._call_settings(settings)
+        if is_dataset(x):
+            if pixel_range != DEFAULT_PIXEL_RANGE:
+                raise ValueError(PREPROCESSED_PIXEL_RANGE_ERROR.format(pixel_range=pixel_range))
+            return self._predict_dataset(x, thresholds, static, verbose)
+        images = as_image_list(x, pixel_range)
         sizes = {image.shape[:2] for image in images}
         if self._letterbox_on_device(letterbox, sizes):
             whole = isinstance(x, np.ndarray) and x.ndim == 4 and x.dtype == images[0].dtype
@@ -154,21 +161,53 @@ class DetectorInference:
         seen.add(size)
         return True
 
-    def _run_steps(self, batch, thresholds, static, flip, batch_size, verbose):
-        """The compiled step over `batch`'s rows, `batch_size` at a time; numpy outputs cut to `max_detections`."""
+    def _predict_dataset(self, dataset, thresholds, static, verbose):
+        """Each preprocessed batch of a `tf.data` dataset or `PyDataset` through the compiled step.
+
+        A short last batch is padded to the first one's size (one compiled shape); `scale_factors` default to 1.
+        """
+        if hasattr(dataset, "as_numpy_iterator"):
+            elements, count = dataset.as_numpy_iterator(), None
+        else:
+            elements, count = (dataset[i] for i in range(len(dataset))), len(dataset)
+        progress = keras.utils.Progbar(count) if verbose == 1 or (verbose == "auto" and (count or 2) > 1) else None
+        chunks, passed, batch_size = [], {key: [] for key in PASSED_THROUGH}, None
+        for element in elements:
+            x = element[0] if isinstance(element, tuple) else element
+            x = dict(x) if isinstance(x, dict) else {"images": x}
+            images = np.asarray(x["images"])
+            scale_factors = np.asarray(x.get("scale_factors", np.ones((len(images), 2))), np.float32)
+            batch_size = batch_size or len(images)
+            batch = {"images": images, "scale_factors": scale_factors}
+            chunks.append(self._run_steps(batch, thresholds, static, False, batch_size, 0, whole_batches=True))
+            for key in PASSED_THROUGH:
+                passed[key].append(scale_factors if key == "scale_factors" else x.get(key))
+            if progress is not None:
+                progress.add(1)
+        if not chunks:
+            raise ValueError("The dataset given to predict yielded no batch.")
+        out = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
+        passed = {key: None if any(v is None for v in values) else np.concatenate(values) for key, values in passed.items()}
+        return self.finalize_predictions(out, *(passed[key] for key in PASSED_THROUGH))
+
+    def _run_steps(self, batch, thresholds, static, flip, batch_size, verbose, whole_batches=False):
+        """The compiled step over `batch`'s rows, `batch_size` at a time; numpy outputs cut to `max_detections`.
+
+        A compiled step runs whole batches: a short last one is padded, to `batch_size` with `whole_batches`
+        (a dataset's batches), else to the call's row count when that is smaller.
+        """
         count = len(batch["images"])
-        batch_size = min(batch_size, count)
+        batch_size = batch_size if whole_batches else min(batch_size, count)
         with self.postprocess_settings(**static):
             step = self.inference_step(letterboxed="scale_factors" not in batch, flip=flip)
-            values = step_thresholds(thresholds)
+            values = step.thresholds(thresholds)
             starts = range(0, count, batch_size)
             progress = keras.utils.Progbar(count) if verbose == 1 or (verbose == "auto" and len(starts) > 1) else None
             chunks = []
-            pad_short_batch = keras.config.backend() in COMPILING_BACKENDS
             for start in starts:
                 taken = min(batch_size, count - start)
                 rows = {key: value[start : start + taken] for key, value in batch.items()}
-                if pad_short_batch and taken < batch_size:
+                if step.compiled and taken < batch_size:
                     # A short last batch repeats the last image: one compiled shape per call.
                     rows = {key: np.concatenate([value, np.repeat(value[-1:], batch_size - taken, 0)]) for key, value in rows.items()}
                 out = step(rows, values)
@@ -187,7 +226,7 @@ class DetectorInference:
 
         `step(batch, thresholds)`: `batch` holds `images` (B, H, W, 3) uint8 or float pixels, raw when
         `letterboxed` (resized and padded in the step; `flip` reverses the channels), else preprocessed
-        with their (B, 2) `scale_factors`; `thresholds` are `step_thresholds` of `RUNTIME_SETTINGS`.
+        with their (B, 2) `scale_factors`; `thresholds` are `step.thresholds(...)` of `RUNTIME_SETTINGS`.
         Returns `postprocess`' padded detections (+ `scale_factors` when letterboxed), backend tensors.
         """
         key = (
@@ -223,10 +262,7 @@ class DetectorInference:
         """`keras.Model.predict` (datasets, callbacks, data parallelism); settings compile in."""
         if is_dataset(x):
             if pixel_range != DEFAULT_PIXEL_RANGE:
-                raise ValueError(
-                    f"pixel_range={pixel_range} applies to raw images; a dataset must yield preprocessed "
-                    "batches of [0, 255] pixels."
-                )
+                raise ValueError(PREPROCESSED_PIXEL_RANGE_ERROR.format(pixel_range=pixel_range))
             inputs, batch_size = x, None
         else:
             prep = self.preprocessor(

@@ -12,6 +12,8 @@ import keras
 from keras import ops
 
 from keras_rtmdet.ops.boxes import pairwise_iou
+from keras_rtmdet.ops.graph_capture import bounded_while_loop
+from keras_rtmdet.ops.graph_capture import capturing_graph
 
 NMS_METHODS = ("auto", "keras", "tensorflow", "torchvision")
 
@@ -41,7 +43,8 @@ def nms_keep_keras(boxes, valid, iou_threshold, max_output=None):
     the eligible boxes that overlap it by more than the threshold. It stops
     after `max_output` steps or when nothing is eligible, so it costs
     O(max_output · M) work and O(B · M) memory, never an (M, M) matrix, and
-    it compiles under `jit` (a `while_loop` with fixed shapes).
+    it compiles under `jit` and into captured torch graphs (a
+    `bounded_while_loop` with fixed shapes).
 
     Args:
         boxes: (B, M, 4) xyxy, sorted by descending score along M.
@@ -67,11 +70,11 @@ def nms_keep_keras(boxes, valid, iou_threshold, max_output=None):
         eligible = ops.logical_and(eligible, ops.logical_not(ops.logical_or(overlaps, selected)))
         return eligible, ops.logical_or(keep, selected), step + 1
 
-    _, keep, _ = ops.while_loop(
+    _, keep, _ = bounded_while_loop(
         cond,
         body,
         (valid, ops.zeros_like(valid), ops.convert_to_tensor(0, "int32")),
-        maximum_iterations=max_output,
+        max_output,
     )
     return keep
 
@@ -84,7 +87,8 @@ def _resolve_method(method):
     backend = keras.config.backend()
     if backend == "tensorflow":
         return "tensorflow"
-    if backend == "torch":
+    if backend == "torch" and not capturing_graph():
+        # torchvision's kernel reads the candidates' count back to the host: not in a captured graph.
         from keras_rtmdet.ops import nms_native
 
         if nms_native.torchvision_available():
@@ -106,8 +110,8 @@ def batched_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto",
         iou_threshold: float.
         method: `"auto"`, `"keras"`, `"tensorflow"` or `"torchvision"`.
         max_output: the caller needs only this many survivors per image; the
-            `keras` path stops there (the others may keep more, all of them
-            after these in score order).
+            `keras` and `tensorflow` paths stop there (`torchvision` may keep
+            more, all of them after these in score order).
     Returns: (B, M) bool keep mask.
     """
     method = _resolve_method(method)
@@ -121,5 +125,5 @@ def batched_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto",
     from keras_rtmdet.ops import nms_native
 
     if method == "tensorflow":
-        return nms_native.nms_keep_tensorflow(shifted, scores, valid, iou_threshold)
+        return nms_native.nms_keep_tensorflow(shifted, scores, valid, iou_threshold, max_output)
     return nms_native.nms_keep_torchvision(shifted, scores, valid, iou_threshold)

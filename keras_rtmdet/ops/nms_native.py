@@ -15,18 +15,20 @@ def torchvision_available():
     return True
 
 
-def nms_keep_tensorflow(boxes, scores, valid, iou_threshold):
-    """Per image `tf.image.non_max_suppression` on the valid candidates."""
+def nms_keep_tensorflow(boxes, scores, valid, iou_threshold, max_output=None):
+    """Per image `tf.image.non_max_suppression` on the valid candidates, stopping after `max_output` kept."""
     import tensorflow as tf
 
     boxes = tf.convert_to_tensor(boxes)
     num = tf.shape(boxes)[1]
+    max_output = num if max_output is None else tf.minimum(num, int(max_output))
     masked_scores = tf.where(valid, tf.cast(scores, tf.float32), tf.fill(tf.shape(scores), -1e30))
 
     def one(args):
         b, s, v = args
+        # The score floor drops the invalid slots before the kernel's greedy loop instead of visiting them.
         selected = tf.image.non_max_suppression(
-            tf.cast(b, tf.float32), s, max_output_size=num, iou_threshold=iou_threshold
+            tf.cast(b, tf.float32), s, max_output_size=max_output, iou_threshold=iou_threshold, score_threshold=-1e29
         )
         hit = tf.scatter_nd(selected[:, None], tf.ones_like(selected), shape=[num])
         return tf.logical_and(hit > 0, v)

@@ -210,8 +210,9 @@ def _intersection_area(w1, h1, center2, w2, h2, cos2, sin2):
         p_in = ops.logical_and(parallel, ops.where(coincident, cosine > 0, depth >= 0))
         p_lower = ops.logical_or(enters, p_in)
         p_bound = ops.where(parallel, -reach, along_p)
-        low = ops.maximum(ops.max(ops.where(p_lower, p_bound, 0.0), axis=0), 0.0)
-        high = ops.minimum(ops.min(ops.where(p_lower, p_len, p_bound), axis=0), p_len)
+        # `amax` / `amin`: Keras' torch `max` / `min` inspect their result in a way a captured graph cannot trace.
+        low = ops.maximum(ops.amax(ops.where(p_lower, p_bound, 0.0), axis=0), 0.0)
+        high = ops.minimum(ops.amin(ops.where(p_lower, p_len, p_bound), axis=0), p_len)
         start_cross_direction = _along_axis(-sv * half[1], su * half[0], direction)
         p_area = p_area + start_cross_direction * ops.maximum(high - low, 0.0)
         # Q's edges: the same crossings, entered where P's edge leaves.

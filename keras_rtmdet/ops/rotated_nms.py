@@ -3,16 +3,21 @@
 The (B, M, M) same-class IoU matrix is computed with the exact
 `rotated_iou` in row chunks; the greedy suppression then runs natively
 (`tf.image.non_max_suppression_overlaps`) on TensorFlow, and otherwise as the
-`keras.ops` fixed-point iteration below (what PyTorch and JAX run).
-`tests/ops/test_rotated_nms.py` checks that both give the same mask.
+`keras.ops` fixed-point iteration below (what PyTorch and JAX run). The
+`greedy` method needs no matrix: one kept box per step, its IoU with every
+candidate; it is what a captured torch graph runs (`capturing_graph`: the
+matrix path skips empty tiles and stops iterating on values read back).
+`tests/ops/test_rotated_nms.py` checks that all give the same mask.
 """
 
 import keras
 from keras import ops
 
+from keras_rtmdet.ops.graph_capture import bounded_while_loop
+from keras_rtmdet.ops.graph_capture import capturing_graph
 from keras_rtmdet.ops.rotated_boxes import rotated_iou
 
-ROTATED_NMS_METHODS = ("auto", "keras", "tensorflow")
+ROTATED_NMS_METHODS = ("auto", "keras", "tensorflow", "greedy")
 # Side of the IoU tiles: bounds the (B, block, block, 16) working set.
 DEFAULT_BLOCK = 512
 
@@ -116,15 +121,43 @@ def overlap_nms_keep_keras(overlaps, valid, iou_threshold):
     return keep
 
 
+def greedy_rotated_keep(boxes, labels, valid, iou_threshold, max_output):
+    """Greedy class-aware rotated NMS, one kept box per image and step, without an (M, M) matrix.
+
+    Each step keeps every image's first still-eligible candidate and drops the
+    eligible ones of its class that it overlaps by more than the threshold;
+    it stops when nothing is eligible or after `max_output` steps.
+    """
+    m = boxes.shape[1]
+    positions = ops.arange(m)
+
+    def cond(eligible, keep):
+        return ops.any(eligible)
+
+    def body(eligible, keep):
+        first = ops.argmax(ops.cast(eligible, "int32"), axis=1)
+        selected = ops.logical_and(positions[None, :] == first[:, None], ops.any(eligible, axis=1, keepdims=True))
+        chosen = ops.take_along_axis(boxes, ops.reshape(first, (-1, 1, 1)), axis=1)
+        chosen_label = ops.take_along_axis(labels, first[:, None], axis=1)
+        overlaps = ops.logical_and(rotated_iou(chosen, boxes)[:, 0, :] > iou_threshold, labels == chosen_label)
+        eligible = ops.logical_and(eligible, ops.logical_not(ops.logical_or(overlaps, selected)))
+        return eligible, ops.logical_or(keep, selected)
+
+    _, keep = bounded_while_loop(cond, body, (valid, ops.zeros_like(valid)), min(int(max_output), m))
+    return keep
+
+
 def _resolve_method(method):
     if method not in ROTATED_NMS_METHODS:
         raise ValueError(f"Unknown rotated NMS method {method!r}; choose one of {ROTATED_NMS_METHODS}.")
+    if capturing_graph() and method in ("auto", "keras"):
+        return "greedy"
     if method == "auto":
         return "tensorflow" if keras.config.backend() == "tensorflow" else "keras"
     return method
 
 
-def rotated_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto", block=DEFAULT_BLOCK):
+def rotated_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto", block=DEFAULT_BLOCK, max_output=None):
     """Class-aware rotated NMS over padded, score-sorted candidates.
 
     Suppresses a box when a kept higher-scored box of the same class
@@ -135,14 +168,19 @@ def rotated_nms_keep(boxes, scores, labels, valid, iou_threshold, method="auto",
         boxes: (B, M, 5) rboxes, sorted by descending `scores`.
         scores: (B, M). labels: (B, M) int. valid: (B, M) bool.
         iou_threshold: float.
-        method: `"auto"` (native on TensorFlow), `"keras"` or `"tensorflow"`.
+        method: `"auto"` (native on TensorFlow), `"keras"`, `"tensorflow"`
+            or `"greedy"` (what `"auto"` and `"keras"` run in a captured torch graph).
         block: side of the IoU tiles (see `same_class_overlaps`).
+        max_output: the caller needs only this many survivors per image; the
+            `greedy` path stops there (default M).
     Returns: (B, M) bool keep mask.
     """
     method = _resolve_method(method)
     boxes = ops.cast(ops.convert_to_tensor(boxes), "float32")
     labels = ops.convert_to_tensor(labels)
     valid = ops.convert_to_tensor(valid, "bool")
+    if method == "greedy":
+        return greedy_rotated_keep(boxes, labels, valid, iou_threshold, max_output or boxes.shape[1])
     overlaps = same_class_overlaps(boxes, labels, valid, block)
     if method == "keras":
         return overlap_nms_keep_keras(overlaps, valid, iou_threshold)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_rtmdet.inference import compile_for_inference
+from tests.models.test_predict_steps import assert_close_detections
 from tests.test_case import SIZE
 from tests.test_case import tiny_model
 
@@ -66,3 +67,27 @@ def test_wrong_shape_raises(compiled):
 def test_other_backend_raises(model):
     with pytest.raises(RuntimeError, match=keras.config.backend()):
         compile_for_inference(model, batch_size=1)
+
+
+@torch_only
+def test_detect_takes_thresholds_per_call_and_refuses_shape_settings(model, compiled):
+    images = _images(2)
+    settings = {"score_threshold": 0.2, "iou_threshold": 0.3, "min_bbox_size": -1e6, "max_detections": 40}
+    # Spread-out class scores: the initial weights score nearly every pair alike, and near-ties have no one order.
+    weights = [v for v in model.weights if "rtm_cls" in v.path]
+    saved = [keras.ops.convert_to_numpy(v) for v in weights]
+    rng = np.random.default_rng(1)
+    try:
+        for variable, value in zip(weights, saved, strict=True):
+            variable.assign(rng.normal(0.0, 1.0, value.shape).astype("float32"))
+        expected = model.detect(images, **settings)
+        got = compiled.detect(images, **settings)
+    finally:
+        for variable, value in zip(weights, saved, strict=True):
+            variable.assign(value)
+    got, expected = ({k: keras.ops.convert_to_numpy(v) for k, v in out.items()} for out in (got, expected))
+    assert got["boxes"].shape == (2, 40, 4)
+    assert expected["num_detections"].min() > 0
+    assert_close_detections(got, expected)
+    with pytest.raises(ValueError, match="fix the compiled graph's shapes"):
+        compiled.detect(images, nms_pre=10)

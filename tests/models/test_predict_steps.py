@@ -8,9 +8,9 @@ On the model of the `det_mini_linear` fixture (random mmdet weights: no ties amo
 import keras
 import pytest
 
+from keras_rtmdet.models import compiled_step
 from keras_rtmdet.models.compiled_step import COMPILING_BACKENDS
 from keras_rtmdet.models.compiled_step import compile_step
-from keras_rtmdet.models.compiled_step import step_thresholds
 from keras_rtmdet.utils.detection_matching import match_detections
 from tests.test_case import load_fixture
 from tests.test_case import reference_model
@@ -129,7 +129,55 @@ def test_compiled_step_equals_its_eager_fallback(case):
 
     thresholds = {"score_threshold": 0.1, "iou_threshold": 0.5, "min_bbox_size": 0.0, "max_detections": 50}
     batch = {"images": prep["images"], "scale_factors": prep["scale_factors"]}
-    compiled = compile_step(model, step)(batch, step_thresholds(thresholds))
-    eager = compile_step(model, step, backend="eager")(batch, step_thresholds(thresholds, backend="eager"))
+    compiled, eager = compile_step(model, step), compile_step(model, step, backend="eager")
+    compiled = compiled(batch, compiled.thresholds(thresholds))
+    eager = eager(batch, eager.thresholds(thresholds))
     assert int(to_numpy(eager["num_detections"]).min()) > 0
     assert_close_detections({k: to_numpy(v) for k, v in compiled.items()}, {k: to_numpy(v) for k, v in eager.items()})
+
+
+@pytest.fixture
+def torch_compiled(case, monkeypatch):
+    """The case's model with `jit_compile=True`: torch steps exported whole (checked with the `eager` compiler, fast)."""
+    model, images = case
+    monkeypatch.setattr(compiled_step, "TORCH_COMPILER", "eager")
+    model.jit_compile = True
+    model.__dict__.pop("_inference_steps", None)
+    yield model, images
+    model.jit_compile = False
+    model.__dict__.pop("_inference_steps", None)
+
+
+@pytest.mark.backends("torch")
+def test_torch_whole_step_is_exported_once_equals_the_eager_step_and_follows_the_weights(torch_compiled):
+    model, images = torch_compiled
+    with CountedPostprocess(model) as counter:
+        outputs = [model.predict(images, channel_order="bgr", letterbox="host", verbose=0, **s) for s in PER_CALL]
+    for out, settings in zip(outputs, PER_CALL, strict=True):
+        assert_close_detections(out, eager_detections(model, images, **settings))
+    assert counter.runs == 1  # one export, whatever the thresholds
+    bias = next(v for v in model.weights if "rtm_cls" in v.path and v.path.endswith("bias"))
+    saved = to_numpy(bias)
+    try:
+        bias.assign(saved + 3.0)
+        after = model.predict(images, channel_order="bgr", letterbox="host", verbose=0, **PER_CALL[0])
+        assert_close_detections(after, eager_detections(model, images, **PER_CALL[0]))
+    finally:
+        bias.assign(saved)
+    assert after["num_detections"].sum() > outputs[0]["num_detections"].sum()
+
+
+def test_a_dataset_runs_the_same_step_batch_by_batch(case):
+    import tensorflow as tf
+
+    model, images = case
+    prep = model.preprocessor(images + images[:1], input_channel_order="bgr", output_channel_order="bgr")
+    batches = {"images": prep["images"], "scale_factors": prep["scale_factors"]}
+    dataset = tf.data.Dataset.from_tensor_slices(batches).batch(2)  # a short last batch
+    with CountedPostprocess(model) as counter:
+        outputs = [model.predict(dataset, verbose=0, **settings) for settings in PER_CALL[:2]]
+    for out, settings in zip(outputs, PER_CALL, strict=False):
+        assert out["boxes"].shape[0] == 3
+        assert_close_detections(out, eager_detections(model, images + images[:1], **settings))
+    if keras.config.backend() in COMPILING_BACKENDS:
+        assert counter.runs <= 1  # both calls, the short batch too: one compiled shape

@@ -8,7 +8,7 @@ from keras_rtmdet.ops.rotated_boxes import rotated_iou
 from keras_rtmdet.ops.rotated_nms import rotated_nms_keep
 from tests.test_case import to_numpy
 
-METHODS = ["keras", "tensorflow"] if keras.config.backend() == "tensorflow" else ["keras"]
+METHODS = ["keras", "greedy", "tensorflow"] if keras.config.backend() == "tensorflow" else ["keras", "greedy"]
 
 
 def greedy_reference(boxes, labels, valid, threshold):

@@ -130,7 +130,9 @@ class RTMDetRotated(DenseDetector):
 
     def suppress(self, boxes, scores, labels, valid, iou_threshold=None):
         iou_threshold = self.iou_threshold if iou_threshold is None else iou_threshold
-        return rotated_nms_keep(boxes, scores, labels, valid, iou_threshold, self.nms_method)
+        return rotated_nms_keep(
+            boxes, scores, labels, valid, iou_threshold, self.nms_method, max_output=int(self.max_detections)
+        )
 
     # --- training hooks ---
 
