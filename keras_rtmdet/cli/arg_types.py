@@ -58,3 +58,11 @@ def image_size(text):
     if len(sides) not in (1, 2):
         raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHT,WIDTH (multiples of 32), got {text!r}")
     return _checked(check_image_size, sides[0] if len(sides) == 1 else sides, "the size")
+
+
+def class_list(text):
+    """`--classes`: comma-separated class indices and/or names → list (ints where a part is a number)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"expected class indices or names separated by commas, got {text!r}")
+    return [int(part) if part.isdigit() else part for part in parts]

@@ -21,6 +21,12 @@ corners) instead of `"box"`, and draws the polygons. With `--patch-size P`,
 images larger than P on a side are cut into P×P windows overlapping by
 `--gap` (the DOTA split), detected window by window and merged with rotated
 NMS (`predict_large_image`).
+
+`--classes 0,2` (or class names) keeps only those classes (dropped before
+candidate selection, so they take no detection slot); `--agnostic-nms` runs
+the NMS across classes (one box per object), where the reference's NMS is
+per class. `--save-txt` also writes YOLO-style label files
+(`label_files.py`), `--save-conf` with the scores.
 """
 
 import collections
@@ -39,10 +45,12 @@ from rich.table import Table
 
 from keras_rtmdet.cli.run_folders import add_output_arguments
 from keras_rtmdet.cli.run_folders import output_folder
+from keras_rtmdet.cli.arg_types import class_list
 from keras_rtmdet.cli.arg_types import image_size
 from keras_rtmdet.cli.arg_types import non_negative_int
 from keras_rtmdet.cli.arg_types import positive_int
 from keras_rtmdet.cli.arg_types import probability
+from keras_rtmdet.cli.label_files import write_label_file
 from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.utils.drawing import draw_detections
 from keras_rtmdet.utils.image_io import expand_image_paths
@@ -65,6 +73,19 @@ def add_parser(subparsers):
     parser.add_argument("--score-thr", type=probability, default=0.3, help="minimum score in [0, 1] (default 0.3)")
     parser.add_argument("--iou-thr", type=probability, help="NMS IoU threshold in [0, 1] (default: the model's)")
     parser.add_argument("--max-det", type=positive_int, help="detections per image (default: the model's)")
+    parser.add_argument(
+        "--classes",
+        type=class_list,
+        metavar="C[,C...]",
+        help="keep only these classes: indices and/or names, comma-separated (e.g. 0,2 or person,car)",
+    )
+    parser.add_argument(
+        "--agnostic-nms", action="store_true", help="NMS across classes: one box per object whatever its class"
+    )
+    parser.add_argument(
+        "--save-txt", action="store_true", help="also write YOLO-style label files to OUT/labels/ (normalised, clipped)"
+    )
+    parser.add_argument("--save-conf", action="store_true", help="with --save-txt: append each detection's score")
     parser.add_argument(
         "--image-size",
         type=image_size,
@@ -219,8 +240,12 @@ def run(args):
         "iou_threshold": args.iou_thr,
         "max_detections": args.max_det,
     }
+    from keras_rtmdet.models.dense_postprocessing import class_mask
+
+    filters = {"classes": args.classes, "agnostic_nms": args.agnostic_nms}
     try:
         model.set_postprocess(**{k: v for k, v in overrides.items() if v is not None})
+        class_mask(args.classes, model.head.num_classes, model.class_names)  # refused here, before any image
         _check_patches(model, args.patch_size, args.gap)
         args.out = output_folder(args.out, DEFAULT_OUT, (RESULTS_FILE,), args.exist_ok, "predict")
     except ValueError as error:
@@ -249,16 +274,22 @@ def run(args):
                     _report(err, errors, file, str(error))
                     progress.advance(task)
             images = [image for _, image in batch]
-            found = predict_batch(model, images, args.channel_order, args.patch_size, args.gap, args.batch_size)
+            found = predict_batch(
+                model, images, args.channel_order, args.patch_size, args.gap, args.batch_size, filters
+            )
             for (file, image), (detections, masks) in zip(batch, found):
                 path = os.path.join(args.out, unique_output_name(file, args.save_format, used))
                 try:
                     results.append(save_image_result(image, detections, model.class_names, path, file, masks))
+                    if args.save_txt:
+                        height, width = image.shape[:2]
+                        write_label_file(args.out, os.path.basename(path), detections, width, height, args.save_conf)
                 except ValueError as error:
                     _report(err, errors, file, str(error))
                 progress.advance(task)
 
     settings = {key: getattr(model, key) for key in ("score_threshold", "iou_threshold", "max_detections")}
+    settings.update(classes=args.classes, agnostic_nms=args.agnostic_nms)
     if args.patch_size is not None:
         settings.update(patch_size=args.patch_size, gap=args.gap)
     json_path = write_results(args.out, os.fspath(args.preset), settings, results, errors)
@@ -284,7 +315,7 @@ def _check_patches(model, patch_size, gap):
         raise ValueError(f"need --patch-size ≥ 1 and 0 ≤ --gap < --patch-size, got {patch_size} and {gap}.")
 
 
-def predict_batch(model, images, channel_order="rgb", patch_size=None, gap=200, batch_size=8):
+def predict_batch(model, images, channel_order="rgb", patch_size=None, gap=200, batch_size=8, filters=None):
     """Per image `((boxes, scores, labels), masks or None)`, boxes in the image's pixels.
 
     One `model.predict` call for the images; with `patch_size` (rotated
@@ -293,19 +324,22 @@ def predict_batch(model, images, channel_order="rgb", patch_size=None, gap=200, 
 
     Args:
         images: list of (H, W, 3) uint8 arrays, channels in `channel_order`.
+        filters: `predict`'s `classes` / `agnostic_nms`, if any.
     """
     from keras_rtmdet.inference.large_image import predict_large_image
+
+    filters = {key: value for key, value in (filters or {}).items() if value is not None}
 
     large = [patch_size is not None and max(image.shape[:2]) > patch_size for image in images]
     found = [None] * len(images)
     small = [i for i, is_large in enumerate(large) if not is_large]
     if small:
-        outputs = model.predict([images[i] for i in small], channel_order=channel_order, verbose=0)
+        outputs = model.predict([images[i] for i in small], channel_order=channel_order, verbose=0, **filters)
         for n, i in enumerate(small):
             found[i] = (image_detections(outputs, n), image_masks(outputs, n, *images[i].shape[:2]))
     for i in (i for i, is_large in enumerate(large) if is_large):
         rgb = images[i][..., ::-1] if channel_order == "bgr" else images[i]
-        merged = predict_large_image(model, rgb, patch_size, gap, batch_size=batch_size)
+        merged = predict_large_image(model, rgb, patch_size, gap, batch_size=batch_size, **filters)
         found[i] = ((merged["boxes"], merged["scores"], merged["labels"]), None)
     return found
 

@@ -1,9 +1,12 @@
 """`rtmdet val`: COCO metrics of a model on a validation set (pycocotools), DOTA metrics of a rotated one.
 
-Prints the 12 COCO stats and the per-class AP table, of the boxes and, for
-models that output masks (RTMDet-Ins), of the masks; writes them to
-`--out/metrics.json`: box stats as `AP`, `AP50`, ..., `per_class_AP`, mask
-stats prefixed `segm_` (`segm_AP`, ...), as in a training run's results.csv.
+Prints the 12 COCO stats and the per-class table (AP, AP50, AP75, ground
+truths, detections), of the boxes and, for models that output masks
+(RTMDet-Ins), of the masks; writes them to `--out/metrics.json`: box stats as
+`AP`, `AP50`, ..., `per_class_AP`, `per_class`, `pr_curves` (precision at 101
+recall points per class), mask stats prefixed `segm_` (`segm_AP`, ...), and
+the box `confusion_matrix` (MMDetection's counting: score ≥ 0.3, IoU ≥ 0.5);
+and their figures, `precision_recall.png` and `confusion_matrix.png`.
 
 A rotated model (RTMDet-R) is evaluated on `--dota IMAGE_DIR ANN_DIR` (class
 names: the model's, or `--dota-classes`) or `--synthetic`, with
@@ -27,6 +30,7 @@ from keras_rtmdet.cli.arg_types import positive_int
 from keras_rtmdet.cli.arg_types import probability
 from keras_rtmdet.cli.data_args import add_data_arguments
 from keras_rtmdet.cli.data_args import build_sources
+from keras_rtmdet.evaluation.evaluation_plots import write_evaluation_figures
 
 HELP = "evaluate a model with COCO metrics (DOTA metrics for a rotated model) on a validation set"
 DEFAULT_OUT = os.path.join("runs", "val")
@@ -84,5 +88,6 @@ def run(args):
     path = os.path.join(args.out, METRICS_FILE)
     with open(path, "w") as f:
         json.dump(stats, f, indent=2, default=float)
-    Console().print(f"Wrote {escape(path)}.", highlight=False)
+    figures = write_evaluation_figures(stats, args.out)
+    Console().print(f"Wrote {escape(', '.join([path, *figures]))}.", highlight=False)
     return 0

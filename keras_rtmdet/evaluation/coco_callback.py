@@ -1,10 +1,17 @@
 """COCO evaluation during `fit`: results.csv, `val_AP` in the logs, best/last presets."""
 
+import json
+import os
+
 from keras_rtmdet.evaluation.coco_metrics import IOU_TYPE_PREFIX
 from keras_rtmdet.evaluation.coco_metrics import STAT_KEYS
 from keras_rtmdet.evaluation.coco_metrics import _check_iou_types
 from keras_rtmdet.evaluation.coco_metrics import evaluate_coco
 from keras_rtmdet.evaluation.evaluation_callback import EvaluationCallback
+from keras_rtmdet.evaluation.evaluation_plots import write_evaluation_figures
+
+# The latest evaluation's whole `evaluate_coco` dict, beside `val_precision_recall.png` and `val_confusion_matrix.png`.
+DETAILS_FILE = "val_metrics.json"
 
 
 class CocoEvaluationCallback(EvaluationCallback):
@@ -14,7 +21,9 @@ class CocoEvaluationCallback(EvaluationCallback):
     best/last presets, resume) whose metrics are `evaluate_coco`'s 12 stats
     on `source` (segm ones prefixed `segm_`): `val_AP`, `val_AP50`, ... in
     the logs (for `ModelCheckpoint(monitor="val_AP", mode="max")`), and
-    `best` follows the AP of the first IoU type.
+    `best` follows the AP of the first IoU type. Each evaluation also writes
+    its per-class table, PR curves and confusion matrix (`DETAILS_FILE`) and
+    their figures (`val_precision_recall.png`, `val_confusion_matrix.png`).
 
     Args:
         source: a `DetectionSource` with the validation images.
@@ -66,6 +75,10 @@ class CocoEvaluationCallback(EvaluationCallback):
             print_table=self.verbose > 0,
             **self.postprocess_settings,
         )
+        # The latest evaluation in detail: per-class table, PR curves, confusion matrix (JSON and figures).
+        with open(os.path.join(self.run_dir, DETAILS_FILE), "w") as f:
+            json.dump(stats, f, indent=1, default=float)
+        write_evaluation_figures(stats, self.run_dir, prefix="val_")
         return {
             prefix + key: stats[prefix + key]
             for prefix in (IOU_TYPE_PREFIX[t] for t in self.iou_types)

@@ -12,6 +12,13 @@ import io
 
 import numpy as np
 
+from keras_rtmdet.evaluation.confusion_matrix import DEFAULT_IOU_THRESHOLD
+from keras_rtmdet.evaluation.confusion_matrix import DEFAULT_SCORE_THRESHOLD
+from keras_rtmdet.evaluation.confusion_matrix import confusion_matrix
+from keras_rtmdet.evaluation.per_class_metrics import RECALL_POINTS
+from keras_rtmdet.evaluation.per_class_metrics import per_class_metrics
+from keras_rtmdet.evaluation.per_class_metrics import precision_recall_curves
+
 IOU_TYPES = ("bbox", "segm")
 
 # pycocotools' `stats` order (COCOeval.summarize); the AR names assume the
@@ -100,9 +107,12 @@ def _empty_stats(coco_gt, image_ids, names):
     stats = {key: 0.0 for key in STAT_KEYS}
     per_class = {}
     for cat_id, name in names.items():
-        has_gt = len(coco_gt.getAnnIds(imgIds=image_ids or [], catIds=[cat_id], iscrowd=False)) > 0
-        per_class[name] = 0.0 if has_gt else float("nan")
-    stats["per_class_AP"] = per_class
+        truths = len(coco_gt.getAnnIds(imgIds=image_ids or [], catIds=[cat_id], iscrowd=False))
+        ap = 0.0 if truths else float("nan")
+        per_class[name] = {"AP": ap, "AP50": ap, "AP75": ap, "ground_truths": truths, "detections": 0}
+    stats["per_class_AP"] = {name: row["AP"] for name, row in per_class.items()}
+    stats["per_class"] = per_class
+    stats["pr_curves"] = {"recall": [round(float(r), 2) for r in RECALL_POINTS], "classes": {}}
     return stats
 
 
@@ -132,8 +142,11 @@ def coco_evaluate(coco_gt, results, iou_type="bbox", max_dets=(1, 10, 100), imag
 
     Returns: dict of the 12 stats (floats; −1 where pycocotools has nothing
     to measure, e.g. `APl` without large objects; all 0 when `results` is
-    empty) and `per_class_AP` {name: AP@[.5:.95] at 100 detections (the
-    largest cap if 100 is not one; mmdet's table uses the largest too)}, NaN for classes without ground truth.
+    empty), `per_class_AP` {name: AP@[.5:.95] at 100 detections (the
+    largest cap if 100 is not one; mmdet's table uses the largest too)}, NaN
+    for classes without ground truth, `per_class` {name: {"AP", "AP50",
+    "AP75", "ground_truths", "detections"}} and `pr_curves`
+    (`per_class_metrics.precision_recall_curves`).
     """
     from pycocotools.cocoeval import COCOeval
 
@@ -163,21 +176,10 @@ def coco_evaluate(coco_gt, results, iou_type="bbox", max_dets=(1, 10, 100), imag
         evaluator.accumulate()
         evaluator.summarize()
     stats = {key: float(value) for key, value in zip(STAT_KEYS, evaluator.stats)}
-    stats["per_class_AP"] = _per_class_ap(evaluator, names)
+    stats["per_class"] = per_class_metrics(evaluator, names)
+    stats["per_class_AP"] = {name: row["AP"] for name, row in stats["per_class"].items()}
+    stats["pr_curves"] = precision_recall_curves(evaluator, names)
     return stats
-
-
-def _per_class_ap(evaluator, names):
-    # precision: (iouThrs T, recThrs R, catIds K, areaRng A, maxDets M), −1 where a class has no GT.
-    precision = evaluator.eval["precision"]
-    max_dets = list(evaluator.params.maxDets)  # sorted by `evaluate`
-    m = max_dets.index(100) if 100 in max_dets else int(np.argmax(max_dets))
-    per_class = {}
-    for k, cat_id in enumerate(evaluator.params.catIds):
-        values = precision[:, :, k, 0, m]
-        values = values[values > -1]
-        per_class[names[cat_id]] = float(values.mean()) if values.size else float("nan")
-    return per_class
 
 
 def _format(value):
@@ -198,14 +200,28 @@ def print_coco_table(stats, console=None, title="COCO bbox"):
     for ap_key, ar_key in zip(STAT_KEYS[:half], STAT_KEYS[half:]):
         summary.add_row(ap_key, _format(stats[ap_key]), ar_key, _format(stats[ar_key]))
     console.print(summary)
-    per_class = stats.get("per_class_AP") or {}
+    per_class = stats.get("per_class") or {}
     if per_class:
-        table = Table(title="per-class AP")
+        table = Table(title="per class")
         table.add_column("class")
-        table.add_column("AP@[.5:.95]", justify="right")
-        for name, ap in per_class.items():
-            table.add_row(str(name), _format(ap))
+        for header in ("AP@[.5:.95]", "AP50", "AP75", "ground truths", "detections"):
+            table.add_column(header, justify="right")
+        for name, row in per_class.items():
+            aps = (_format(row[key]) for key in ("AP", "AP50", "AP75"))
+            table.add_row(str(name), *aps, str(row["ground_truths"]), str(row["detections"]))
         console.print(table)
+
+
+def confusion_matrix_record(source, results):
+    """The box confusion matrix of `results` on a `DetectionSource`, as JSON: classes, thresholds, counts."""
+    names = list(source.class_names) if source.class_names else [str(c) for c in source.category_ids]
+    matrix = confusion_matrix(source.coco, results, list(source.category_ids), source.image_ids)
+    return {
+        "classes": names + ["background"],
+        "score_threshold": DEFAULT_SCORE_THRESHOLD,
+        "iou_threshold": DEFAULT_IOU_THRESHOLD,
+        "matrix": matrix.tolist(),
+    }
 
 
 def has_segmentations(coco_gt):
@@ -277,13 +293,14 @@ def evaluate_coco(
             reference's test_cfg (0.001, 0.65, 300).
 
     Returns: the `coco_evaluate` dicts of every IoU type, merged: bbox keys
-    as they are (`AP`, ..., `per_class_AP`), segm keys prefixed `segm_`
-    (`segm_AP`, ..., `segm_per_class_AP`).
+    as they are (`AP`, ..., `per_class_AP`, `per_class`, `pr_curves`), segm
+    keys prefixed `segm_` (`segm_AP`, ...), and `confusion_matrix` of the
+    boxes (`confusion_matrix_record`).
     """
     iou_types = _check_iou_types(iou_types)
     results = predict_source(model, source, batch_size, "segm" in iou_types, verbose, **postprocess_settings)
     class_names = dict(zip(source.category_ids, source.class_names)) if source.class_names else None
-    merged = {}
+    merged = {"confusion_matrix": confusion_matrix_record(source, results)}
     for iou_type in iou_types:
         stats = coco_evaluate(
             source.coco, results, iou_type=iou_type, image_ids=source.image_ids, class_names=class_names

@@ -9,6 +9,7 @@ decoding), `rescale_boxes`, `box_size_mask`, `suppress` (its NMS) and
 
 import contextlib
 
+import numpy as np
 from keras import ops
 
 from keras_rtmdet.ops.dense_postprocess import gather_rows
@@ -33,6 +34,27 @@ POSTPROCESS_KEYS = (
 # Settings a compiled predict step takes as inputs (`thresholds`): a new value never recompiles it.
 # `max_detections` is also its static output size, the cap a per-call value keeps below.
 RUNTIME_SETTINGS = ("score_threshold", "iou_threshold", "min_bbox_size", "max_detections")
+
+
+def class_mask(classes, num_classes, class_names=None):
+    """(num_classes,) float32 `class_mask` input of `postprocess`: 1 for `classes` (indices and/or names), all 1 for None."""
+    if classes is None:
+        return np.ones((num_classes,), np.float32)
+    if isinstance(classes, (str, int, np.integer)):
+        classes = [classes]
+    names = list(class_names or [])
+    mask = np.zeros((num_classes,), np.float32)
+    for value in classes:
+        if isinstance(value, str):
+            if value not in names:
+                raise ValueError(f"Unknown class {value!r}; the model's classes: {names or 'unnamed'}.")
+            value = names.index(value)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < num_classes:
+            raise ValueError(f"classes must hold class indices in [0, {num_classes}) or class names, got {value!r}.")
+        mask[int(value)] = 1.0
+    if not mask.any():
+        raise ValueError("classes is empty: give at least one class to keep.")
+    return mask
 
 
 class DensePostprocessing:
@@ -143,17 +165,25 @@ class DensePostprocessing:
                 resize; boxes are divided by them (original-image pixels).
             thresholds: optional values of `RUNTIME_SETTINGS` (scalar
                 tensors in a compiled step); the model's settings otherwise.
-                A `max_detections` here keeps that many of the K slots.
+                A `max_detections` here keeps that many of the K slots. Two
+                more inputs `predict` passes, not model settings:
+                `class_mask` (num_classes,) (`class_mask()`: the other
+                classes score 0 before candidate selection) and
+                `agnostic_nms` (1: one NMS across classes).
 
         Returns: dict with `boxes` (B, K, 4), `scores` (B, K), `labels`
         (B, K) int32, padded with −1 after `num_detections` (B,) entries;
         K = the model's `max_detections`.
         """
         candidates = self.candidate_detections(outputs, image_size, scale_factors, thresholds)
+        nms_labels = candidates["labels"]
+        if thresholds and "agnostic_nms" in thresholds:
+            # One class for the NMS: every box may suppress every other.
+            nms_labels = nms_labels * (1 - ops.cast(thresholds["agnostic_nms"], nms_labels.dtype))
         keep = self.suppress(
             candidates["boxes"],
             candidates["scores"],
-            candidates["labels"],
+            nms_labels,
             candidates["valid"],
             self.runtime_thresholds(thresholds)["iou_threshold"],
         )
@@ -167,10 +197,13 @@ class DensePostprocessing:
         (score and box size) sorted by descending score, and `boxes`
         (B, M, box_dim) in original-image pixels when `scale_factors` is given.
         """
+        class_mask = (thresholds or {}).get("class_mask")
         thresholds = self.runtime_thresholds(thresholds)
         image_size = tuple(int(s) for s in image_size)
         sizes = level_sizes(image_size, self.strides)
         probs = ops.sigmoid(ops.cast(outputs["cls_logits"], "float32"))
+        if class_mask is not None:
+            probs = probs * ops.cast(class_mask, "float32")
         level_scores, start = [], 0
         for h, w in sizes:
             level_scores.append(probs[:, start : start + h * w, :])

@@ -20,12 +20,14 @@ from keras_rtmdet.layers.batch_norm_folding import batch_norm_folding_enabled
 from keras_rtmdet.models.compiled_step import compile_step
 from keras_rtmdet.models.dense_postprocessing import POSTPROCESS_KEYS
 from keras_rtmdet.models.dense_postprocessing import RUNTIME_SETTINGS
+from keras_rtmdet.models.dense_postprocessing import class_mask
 from keras_rtmdet.models.jax_state_guard import model_state_kept
 from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import CHANNEL_ORDERS
 from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import as_image_list
 from keras_rtmdet.ops.letterbox import letterbox
 from keras_rtmdet.ops.no_gradients import no_gradients
 from keras_rtmdet.utils.datasets import is_dataset
+from keras_rtmdet.utils.image_io import read_image_inputs
 from keras_rtmdet.utils.input_checks import DEFAULT_PIXEL_RANGE
 from keras_rtmdet.utils.input_checks import check_pixel_range
 from keras_rtmdet.utils.input_checks import check_positive_int
@@ -57,6 +59,8 @@ class DetectorInference:
         channel_order=None,
         pixel_range=DEFAULT_PIXEL_RANGE,
         letterbox="auto",
+        classes=None,
+        agnostic_nms=False,
         **settings,
     ):
         """Detect objects in raw images of any size.
@@ -64,7 +68,9 @@ class DetectorInference:
         Args:
             x: one image (H, W, 3), a batch (B, H, W, 3) or a list of images
                 of different sizes; uint8, or int / float pixels spanning
-                `pixel_range`. A `tf.data.Dataset` or
+                `pixel_range`. Or image files: a path, a directory (its
+                images, sorted), a glob pattern, or a list mixing them with
+                arrays; files are read as RGB. A `tf.data.Dataset` or
                 `keras.utils.PyDataset` must instead yield preprocessed
                 `{"images", "scale_factors"}` batches of [0, 255] pixels
                 (optionally `original_sizes` (B, 2) (h, w), which variants
@@ -88,11 +94,17 @@ class DetectorInference:
                 (OpenCV) or `"auto"` (the device when the call's images share
                 one size, for up to `MAX_DEVICE_LETTERBOX_SIZES` sizes). Both
                 give the same pixels.
+            classes: keep only these classes: indices into the model's
+                classes and/or their names (the others are dropped before
+                candidate selection, so they take no detection slot).
+            agnostic_nms: NMS across classes (one box per object whatever
+                its class) instead of per class (the reference's).
             **settings: per-call post-processing overrides, for this call
                 only: `score_threshold`, `iou_threshold`, `min_bbox_size` and
-                `max_detections` (≤ the model's) never recompile; `nms_pre`,
-                `max_candidates`, `nms_method` or a larger `max_detections`
-                compile a step of their own once.
+                `max_detections` (≤ the model's) never recompile, nor do
+                `classes` and `agnostic_nms`; `nms_pre`, `max_candidates`,
+                `nms_method` or a larger `max_detections` compile a step of
+                their own once.
 
         Returns: dict of numpy arrays, boxes in original-image pixels:
         `boxes` (B, K, 4) xyxy, `scores` (B, K), `labels` (B, K), padded with
@@ -104,12 +116,20 @@ class DetectorInference:
         pixel_range = check_pixel_range(pixel_range)
         if letterbox not in LETTERBOX_PLACES:
             raise ValueError(f"letterbox must be one of {LETTERBOX_PLACES}, got {letterbox!r}.")
-        channel_order = channel_order or self.input_channel_order
+        x, from_files = read_image_inputs(x)
+        if from_files and channel_order not in (None, "rgb"):
+            raise ValueError(f"Image files are read as RGB; channel_order={channel_order!r} applies to arrays only.")
+        channel_order = "rgb" if from_files else channel_order or self.input_channel_order
         if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"Channel order must be one of {CHANNEL_ORDERS}, got {channel_order!r}.")
         if callbacks or steps is not None or local_replica_count() > 1:
+            if classes is not None or agnostic_nms:
+                raise ValueError(
+                    "classes and agnostic_nms are inputs of predict's compiled step; calls with callbacks, steps "
+                    "or data parallelism (keras.Model.predict) do not take them."
+                )
             return self._keras_predict(x, batch_size, verbose, steps, callbacks, channel_order, pixel_range, settings)
-        thresholds, static = self._call_settings(settings)
+        thresholds, static = self._call_settings(settings, classes, agnostic_nms)
         if is_dataset(x):
             if pixel_range != DEFAULT_PIXEL_RANGE:
                 raise ValueError(PREPROCESSED_PIXEL_RANGE_ERROR.format(pixel_range=pixel_range))
@@ -134,11 +154,15 @@ class DetectorInference:
         out = self._run_steps(batch, thresholds, static, flip, batch_size or DEFAULT_PREDICT_BATCH, verbose)
         return self.finalize_predictions(out, out.pop("scale_factors", batch.get("scale_factors")), original_sizes)
 
-    def _call_settings(self, settings):
-        """(thresholds, static overrides) of one call: checked, nothing set on the model."""
+    def _call_settings(self, settings, classes=None, agnostic_nms=False):
+        """(thresholds with `class_mask` / `agnostic_nms`, static overrides) of one call: checked, nothing set on the model."""
         settings = {key: value for key, value in settings.items() if value is not None}
         settings = check_postprocess_settings(settings, self.nms_methods)
         thresholds = {key: settings.get(key, getattr(self, key)) for key in RUNTIME_SETTINGS}
+        thresholds["class_mask"] = class_mask(classes, self.head.num_classes, self.class_names)
+        if not isinstance(agnostic_nms, (bool, np.bool_)):
+            raise ValueError(f"agnostic_nms must be True or False, got {agnostic_nms!r}.")
+        thresholds["agnostic_nms"] = int(agnostic_nms)
         static = {key: value for key, value in settings.items() if key not in RUNTIME_SETTINGS}
         if thresholds["max_detections"] > self.max_detections:
             static["max_detections"] = thresholds["max_detections"]

@@ -4,6 +4,7 @@ cv2 works in BGR; these helpers convert at the file boundary so the rest of
 the package sees (H, W, 3) uint8 RGB arrays only.
 """
 
+import glob
 import os
 
 import cv2
@@ -75,21 +76,27 @@ def write_image(path, image, jpeg_quality=95):
 
 
 def expand_image_paths(paths):
-    """Expand directories into their image files.
+    """Expand directories and glob patterns into their image files.
 
     Args:
-        paths: file and directory paths. Files are kept whatever their
-            extension (a bad one fails later, by name); a directory yields
-            its files with an `IMAGE_EXTENSIONS` suffix, sorted, not
-            recursively.
+        paths: file and directory paths, or glob patterns (`photos/*.jpg`,
+            `**` recursive). Files are kept whatever their extension (a bad
+            one fails later, by name); a directory yields its files with an
+            `IMAGE_EXTENSIONS` suffix, sorted, not recursively; a pattern
+            its matching files, sorted.
 
     Returns: (files, problems): the file paths in order, and
     `(path, message)` pairs for paths that yield nothing (missing paths,
-    directories without images).
+    directories without images, patterns matching no file).
     """
     files, problems = [], []
     for path in map(os.fspath, paths):
-        if os.path.isdir(path):
+        if not os.path.exists(path) and glob.has_magic(path):
+            found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+            if not found:
+                problems.append((path, f"The pattern {path} matches no file."))
+            files.extend(found)
+        elif os.path.isdir(path):
             found = sorted(
                 os.path.join(path, name)
                 for name in os.listdir(path)
@@ -104,3 +111,31 @@ def expand_image_paths(paths):
         else:
             problems.append((path, f"Cannot read image {path}: no such file or directory."))
     return files, problems
+
+
+def _is_path(value):
+    return isinstance(value, (str, os.PathLike))
+
+
+def read_image_inputs(images):
+    """`images` with its files read: a path (file, directory, glob) or a list holding paths → RGB uint8 arrays.
+
+    Returns: (images, read): a list of arrays (the paths' images in order, arrays in a list kept as they
+    are) and True; or `images` unchanged and False when it names no file.
+
+    Raises: ValueError naming the first path that yields no image (missing, empty directory, pattern
+    matching nothing) or a file that cannot be decoded (`ImageReadError`).
+    """
+    items = [images] if _is_path(images) else images
+    if not isinstance(items, (list, tuple)) or not any(_is_path(item) for item in items):
+        return images, False
+    out = []
+    for item in items:
+        if not _is_path(item):
+            out.append(item)
+            continue
+        files, problems = expand_image_paths([item])
+        if problems:
+            raise ValueError(problems[0][1])
+        out.extend(read_image(file) for file in files)
+    return out, True

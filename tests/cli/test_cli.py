@@ -142,6 +142,31 @@ def test_convert_then_predict_writes_json(mini_preset, tmp_path, capsys):
         assert read_image(out / entry["output"]).shape == (entry["height"], entry["width"], 3)
 
 
+@pytest.mark.backend_independent  # the CLI's part; the class mask in each backend's step: test_predict_steps.py
+def test_predict_keeps_the_classes_asked_for(mini_preset, tmp_path, capsys):
+    _write_noise(tmp_path / "noise.png", 64, 64, seed=3)
+    common = [str(tmp_path / "noise.png"), "--preset", str(mini_preset), "--score-thr", "0.02"]
+    assert main(["predict", *common, "--out", str(tmp_path / "all")]) == 0
+    found = json.loads((tmp_path / "all" / "detections.json").read_text())["images"][0]["detections"]
+    wanted = sorted({d["label"] for d in found})[:2]
+    assert len(wanted) == 2, "random weights score several classes above 0.02"
+    names = [COCO_CLASSES[wanted[0]], str(wanted[1])]  # a name and an index
+    out = tmp_path / "some"
+    filters = ["--classes", ",".join(names), "--agnostic-nms", "--save-txt", "--save-conf"]
+    assert main(["predict", *common, "--out", str(out), *filters]) == 0
+    results = json.loads((out / "detections.json").read_text())
+    assert results["settings"]["classes"] == [names[0], wanted[1]] and results["settings"]["agnostic_nms"] is True
+    kept = results["images"][0]["detections"]
+    assert kept and {d["label"] for d in kept} <= set(wanted)
+    lines = (out / "labels" / "noise.txt").read_text().splitlines()
+    assert [(int(line.split()[0]), float(line.split()[-1])) for line in lines] == [
+        (d["label"], pytest.approx(d["score"], abs=1e-6)) for d in kept
+    ]
+    capsys.readouterr()
+    assert main(["predict", *common, "--out", str(tmp_path / "bad"), "--classes", "unicorn"]) == 2
+    assert "Unknown class 'unicorn'" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_convert_wrong_arch_exits_2_naming_a_key(tmp_path, capsys):
     out = tmp_path / "wrong"
     checkpoint = str(FIXTURE / "checkpoint.pth")

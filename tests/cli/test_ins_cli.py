@@ -68,6 +68,9 @@ def test_image_masks_and_rle_records():
     assert "mask" not in detection_records(np.zeros((1, 4)), [0.5], [0])[0]
 
 
+# The command line's wiring, once: each backend's Ins training, evaluation and predict run in
+# tests/training/test_ins_training.py, tests/evaluation and the task tests.
+@pytest.mark.backend_independent
 def test_ins_train_val_predict(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", *SYNTHETIC, "--task", "ins", "--size", "tiny", "--image-size", "64", "--epochs", "1"]

@@ -47,6 +47,9 @@ def read_rows(path):
         return list(csv.DictReader(f))
 
 
+# The command line's wiring, once: each backend's rotated training, DOTA evaluation and predict run in
+# tests/training/test_rotated_training.py, tests/evaluation and the task tests.
+@pytest.mark.backend_independent
 def test_rotated_train_val_predict(tmp_path, capsys, mini_rotated_preset):
     run = tmp_path / "run"
     args = ["train", *SYNTHETIC, "--preset", str(mini_rotated_preset), "--image-size", "64", "--epochs", "1"]

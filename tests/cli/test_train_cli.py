@@ -45,6 +45,9 @@ def test_train_then_val_on_synthetic_data(tmp_path, capsys):
     assert main(["val", "--preset", str(out / "best"), *SYNTHETIC, "--out", str(tmp_path / "val")]) == 0
     metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
     assert 0.0 <= metrics["AP"] <= 1.0 and "AR100" in metrics
+    assert set(metrics["per_class"]) == set(metrics["per_class_AP"]) and "pr_curves" in metrics
+    assert len(metrics["confusion_matrix"]["matrix"]) == len(metrics["per_class"]) + 1
+    assert (tmp_path / "val" / "precision_recall.png").is_file() and (tmp_path / "val" / "confusion_matrix.png").is_file()
     assert "AP50" in capsys.readouterr().out
 
 

@@ -3,10 +3,12 @@
 import contextlib
 import csv
 import io
+import json
 import math
 import os
 
 import numpy as np
+import pytest
 from pycocotools.coco import COCO
 
 from keras_rtmdet import RTMDet
@@ -98,6 +100,11 @@ def test_callback_writes_results_presets_and_resumes(tmp_path):
     assert {"loss", "loss_cls", "loss_bbox", "learning_rate", *STAT_KEYS} <= set(header)
     assert [row[0] for row in rows] == ["1", "2"]
     assert len(history.history["val_AP"]) == 2 and "val_AR100" in history.history
+    details = json.loads((run_dir / "val_metrics.json").read_text())
+    assert details["AP"] == pytest.approx(float(rows[-1][header.index("AP")]), abs=1e-6)
+    assert {"per_class", "pr_curves", "confusion_matrix"} <= set(details)
+    for figure in ("val_precision_recall.png", "val_confusion_matrix.png"):
+        assert os.path.isfile(run_dir / figure)
     for name in ("best", "last"):
         assert os.path.isfile(run_dir / name / "model.weights.h5")
     # `last` holds the epoch-2 EMA weights, which `fit` leaves in the model at its end.

@@ -6,6 +6,7 @@ On the model of the `det_mini_linear` fixture (random mmdet weights: no ties amo
 """
 
 import keras
+import numpy as np
 import pytest
 
 from keras_rtmdet.models import compiled_step
@@ -181,3 +182,57 @@ def test_a_dataset_runs_the_same_step_batch_by_batch(case):
         assert_close_detections(out, eager_detections(model, images + images[:1], **settings))
     if keras.config.backend() in COMPILING_BACKENDS:
         assert counter.runs <= 1  # both calls, the short batch too: one compiled shape
+
+
+def _boxes_overlap(boxes, threshold):
+    """Whether two of the xyxy `boxes` overlap with IoU above `threshold`."""
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), -1)
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], -1)
+    iou = inter / (area[:, None] + area[None] - inter)
+    return bool((np.triu(iou, 1) > threshold).any())
+
+
+def test_classes_and_agnostic_nms_are_inputs_of_the_step(case):
+    model, images = case
+    settings = {"score_threshold": 0.05, "iou_threshold": 0.3}
+    with CountedPostprocess(model) as counter:
+        every = model.predict(images, channel_order="bgr", letterbox="host", verbose=0, **settings)
+        labels = sorted(set(every["labels"][0, : every["num_detections"][0]].tolist()))
+        some = model.predict(images, channel_order="bgr", letterbox="host", verbose=0, classes=labels[:2], **settings)
+        agnostic = model.predict(images, channel_order="bgr", letterbox="host", verbose=0, agnostic_nms=True, **settings)
+    if keras.config.backend() in COMPILING_BACKENDS:
+        assert counter.runs <= 1
+    assert len(labels) > 2
+    # Class-aware NMS is per class: the chosen classes' detections are all the model finds of them.
+    for b in range(len(images)):
+        chosen = np.isin(every["labels"][b], labels[:2])
+        expected = {key: every[key][b : b + 1, chosen] for key in ("boxes", "scores", "labels")}
+        expected["num_detections"] = np.array([chosen.sum()])
+        got = {key: some[key][b : b + 1] for key in ("boxes", "scores", "labels", "num_detections")}
+        assert_close_detections(got, expected)
+    first = lambda out: out["boxes"][0, : out["num_detections"][0]]  # noqa: E731
+    assert _boxes_overlap(first(every), 0.3) and not _boxes_overlap(first(agnostic), 0.3)
+    assert agnostic["num_detections"][0] < every["num_detections"][0]
+
+
+def test_bad_classes_and_agnostic_nms_are_refused(case):
+    model, images = case
+    for classes, message in ((["unicorn"], "Unknown class 'unicorn'"), ([99], r"class indices in \[0, 80\)"), ([], "empty")):
+        with pytest.raises(ValueError, match=message):
+            model.predict(images, verbose=0, classes=classes)
+    with pytest.raises(ValueError, match="agnostic_nms must be True or False"):
+        model.predict(images, verbose=0, agnostic_nms="yes")
+
+
+def test_predict_reads_image_files(case, tmp_path):
+    import cv2
+
+    model, images = case
+    for n, image in enumerate(images):
+        cv2.imwrite(str(tmp_path / f"{n}.png"), image)  # the fixture's images are BGR, as cv2 writes them
+    from_files = model.predict(str(tmp_path / "*.png"), verbose=0)
+    assert_close_detections(from_files, model.predict(images, channel_order="bgr", verbose=0))
+    with pytest.raises(ValueError, match="read as RGB"):
+        model.predict(str(tmp_path), channel_order="bgr", verbose=0)
