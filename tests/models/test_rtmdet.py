@@ -95,7 +95,8 @@ def test_score_threshold_above_all_scores_gives_padded_empty_output(tiny):
         ([np.zeros((0, 8, 3), np.uint8)], ValueError, "Image 0 is empty"),
         (np.zeros((8, 8, 3), bool), TypeError, "dtype bool"),
         (np.full((8, 8, 3), np.nan, np.float32), ValueError, "NaN"),
-        ("image.jpg", TypeError, "array or a list of arrays"),
+        ("missing.jpg", ValueError, "Cannot read image missing.jpg: no such file"),
+        ({"images": 1}, TypeError, "array or a list of arrays"),
     ],
 )
 def test_bad_images_are_rejected_with_a_reason(tiny, images, error, message):
