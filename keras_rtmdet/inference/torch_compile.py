@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_rtmdet.models.compiled_step import compile_torch_step
 from keras_rtmdet.models.dense_postprocessing import RUNTIME_SETTINGS
+from keras_rtmdet.models.dense_postprocessing import first_detections
 from keras_rtmdet.utils.input_checks import check_postprocess_settings
 
 __all__ = ["CompiledDetector", "compile_for_inference"]
@@ -117,10 +118,7 @@ class CompiledDetector:
             scale_factors = np.ones((self.input_shape[0], 2), "float32")
         thresholds = self._detect_step.thresholds(self.model.runtime_thresholds(settings))
         out = self._detect_step(images, keras.ops.convert_to_tensor(scale_factors, "float32"), thresholds)
-        if "max_detections" in settings:
-            wanted = settings["max_detections"]
-            out = {key: value if key == "num_detections" else value[:, :wanted] for key, value in out.items()}
-        return out
+        return first_detections(out, settings["max_detections"]) if "max_detections" in settings else out
 
 
 def compile_for_inference(

@@ -36,6 +36,15 @@ POSTPROCESS_KEYS = (
 RUNTIME_SETTINGS = ("score_threshold", "iou_threshold", "min_bbox_size", "max_detections")
 
 
+# `postprocess` outputs (and what a step passes through) that hold one value per image, not per detection slot.
+PER_IMAGE_OUTPUTS = ("num_detections", "scale_factors")
+
+
+def first_detections(outputs, count):
+    """`outputs` with every per-detection field cut to its first `count` slots (a per-call `max_detections`)."""
+    return {key: value if key in PER_IMAGE_OUTPUTS else value[:, :count] for key, value in outputs.items()}
+
+
 def class_mask(classes, num_classes, class_names=None):
     """(num_classes,) float32 `class_mask` input of `postprocess`: 1 for `classes` (indices and/or names), all 1 for None."""
     if classes is None:

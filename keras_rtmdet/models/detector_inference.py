@@ -21,6 +21,7 @@ from keras_rtmdet.models.compiled_step import compile_step
 from keras_rtmdet.models.dense_postprocessing import POSTPROCESS_KEYS
 from keras_rtmdet.models.dense_postprocessing import RUNTIME_SETTINGS
 from keras_rtmdet.models.dense_postprocessing import class_mask
+from keras_rtmdet.models.dense_postprocessing import first_detections
 from keras_rtmdet.models.jax_state_guard import model_state_kept
 from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import CHANNEL_ORDERS
 from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import as_image_list
@@ -41,9 +42,6 @@ LETTERBOX_PLACES = ("auto", "device", "host")
 # sizes does not compile a step per photo.
 MAX_DEVICE_LETTERBOX_SIZES = 4
 DEFAULT_PREDICT_BATCH = 8
-PREPROCESSED_PIXEL_RANGE_ERROR = (
-    "pixel_range={pixel_range} applies to raw images; a dataset must yield preprocessed batches of [0, 255] pixels."
-)
 
 
 class DetectorInference:
@@ -116,6 +114,11 @@ class DetectorInference:
         pixel_range = check_pixel_range(pixel_range)
         if letterbox not in LETTERBOX_PLACES:
             raise ValueError(f"letterbox must be one of {LETTERBOX_PLACES}, got {letterbox!r}.")
+        if is_dataset(x) and pixel_range != DEFAULT_PIXEL_RANGE:
+            raise ValueError(
+                f"pixel_range={pixel_range} applies to raw images; a dataset must yield preprocessed batches of "
+                "[0, 255] pixels."
+            )
         x, from_files = read_image_inputs(x)
         if from_files and channel_order not in (None, "rgb"):
             raise ValueError(f"Image files are read as RGB; channel_order={channel_order!r} applies to arrays only.")
@@ -131,8 +134,6 @@ class DetectorInference:
             return self._keras_predict(x, batch_size, verbose, steps, callbacks, channel_order, pixel_range, settings)
         thresholds, static = self._call_settings(settings, classes, agnostic_nms)
         if is_dataset(x):
-            if pixel_range != DEFAULT_PIXEL_RANGE:
-                raise ValueError(PREPROCESSED_PIXEL_RANGE_ERROR.format(pixel_range=pixel_range))
             return self._predict_dataset(x, thresholds, static, verbose)
         images = as_image_list(x, pixel_range)
         sizes = {image.shape[:2] for image in images}
@@ -239,11 +240,7 @@ class DetectorInference:
                 if progress is not None:
                     progress.add(taken)
         out = {key: np.concatenate([chunk[key] for chunk in chunks]) for key in chunks[0]}
-        wanted = thresholds["max_detections"]
-        return {
-            key: value if key in ("num_detections", "scale_factors") else value[:, :wanted]
-            for key, value in out.items()
-        }
+        return first_detections(out, thresholds["max_detections"])
 
     def inference_step(self, letterboxed, flip=False):
         """The compiled step `predict` runs, for the model's current static settings (cached per settings).
@@ -285,8 +282,6 @@ class DetectorInference:
     def _keras_predict(self, x, batch_size, verbose, steps, callbacks, channel_order, pixel_range, settings):
         """`keras.Model.predict` (datasets, callbacks, data parallelism); settings compile in."""
         if is_dataset(x):
-            if pixel_range != DEFAULT_PIXEL_RANGE:
-                raise ValueError(PREPROCESSED_PIXEL_RANGE_ERROR.format(pixel_range=pixel_range))
             inputs, batch_size = x, None
         else:
             prep = self.preprocessor(
