@@ -22,9 +22,15 @@ exported and compiled whole (inductor), once per batch size and stage.
 MMDetection's `inference_detector` on the same machine: `benchmarks/mmdet_predict_reference.py`, run in the
 reference's virtual environment.
 
+`--batch-stages '1:predict;32:forward'` times other stages per batch size in one run (the README preset
+tables' columns: `preset_speed_device_runs.sh`, `preset_speed_cpu.sh`). Each row also records
+`detections_per_image` when `predict` is timed, and `--json` is rewritten after every row.
+
 Examples:
     KERAS_BACKEND=jax python benchmarks/predict_benchmark.py --presets rtmdet_tiny_coco,rtmdet_s_coco \
         --batch-sizes 1 --dtypes float32 --json benchmarks/results/predict_cpu2_jax.json
+    KERAS_BACKEND=jax python benchmarks/predict_benchmark.py --presets rtmdet_r_s_dota --raw-size 1024x1024 \
+        --batch-stages '1:predict;32:forward' --dtypes mixed_bfloat16
 """
 
 import argparse
@@ -46,11 +52,57 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--score-threshold", type=float, default=None)
     p.add_argument("--stages", default="predict,step,forward+postprocess,forward")
+    p.add_argument(
+        "--batch-stages",
+        help="stages per batch size, e.g. '1:predict;32:forward' (replaces --batch-sizes and --stages)",
+    )
     p.add_argument("--unfolded", action="store_true", help="BatchNorm not folded into the convs (the default folds)")
     p.add_argument("--jit-compile", action="store_true", help="model.jit_compile = True (torch: compiled steps)")
     p.add_argument("--torch-compile-mode", help="torch.compile mode of compiled torch steps (default: the package's)")
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", help="write the results here (rewritten after every row)")
     return p.parse_args(argv)
+
+
+def device_name():
+    """The accelerator the backend runs on, else the CPU model."""
+    import keras
+
+    backend = keras.config.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            device = jax.devices()[0]
+            if device.platform != "cpu":
+                return device.device_kind
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.get_device_name(0)
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    except Exception:  # a name is only metadata
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def with_host_arrays(stages):
+    """`step` is timed on device inputs and on host arrays."""
+    if "step" in stages:
+        stages.insert(stages.index("step") + 1, "step (host arrays)")
+    return stages
 
 
 def timed(fn, iters, warmup):
@@ -109,9 +161,11 @@ def main(argv=None):
 
         compiled_step.TORCH_COMPILE_MODE = args.torch_compile_mode
     height, width = (int(v) for v in args.raw_size.lower().split("x"))
-    stages = args.stages.split(",")
-    if "step" in stages:
-        stages.insert(stages.index("step") + 1, "step (host arrays)")
+    if args.batch_stages:
+        batch_stages = [item.split(":") for item in args.batch_stages.split(";")]
+    else:
+        batch_stages = [(b, args.stages) for b in args.batch_sizes.split(",")]
+    batch_stages = [(int(b), with_host_arrays(stages.split(","))) for b, stages in batch_stages]
     results = []
     for dtype in args.dtypes.split(","):
         keras.config.set_dtype_policy(dtype)
@@ -120,28 +174,43 @@ def main(argv=None):
             model = DenseDetector.from_preset(preset, load_weights=False)
             if args.jit_compile:
                 model.jit_compile = True
-            for batch in (int(b) for b in args.batch_sizes.split(",")):
+            for batch, stages in batch_stages:
                 images = np.random.default_rng(0).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
                 functions = stage_functions(model, images, settings)
                 row = {"preset": preset, "dtype": dtype, "batch": batch, "batch_norm_folded": not args.unfolded}
                 with batch_norm_folding(not args.unfolded):
                     for stage in stages:
                         row[stage] = timed(functions[stage], args.iters, args.warmup)
+                        row[stage]["images_per_s"] = 1e3 * batch / row[stage]["median_ms"]
+                    if "predict" in stages:
+                        counts = model.predict(images, batch_size=batch, verbose=0, **settings)["num_detections"]
+                        row["detections_per_image"] = float(np.mean(keras.ops.convert_to_numpy(counts)))
                 if "predict" in row and "forward+postprocess" in row:
                     row["predict_over_graph"] = row["predict"]["median_ms"] / row["forward+postprocess"]["median_ms"]
                 results.append(row)
+                write_report(args, height, width, results)
                 cells = "  ".join(f"{s} {row[s]['median_ms']:.1f} ms" for s in stages)
                 ratio = row.get("predict_over_graph")
                 print(f"{preset} {dtype} b{batch}: {cells}" + (f"  predict/graph {ratio:.2f}" if ratio else ""))
                 sys.stdout.flush()
+    return write_report(args, height, width, results)
+
+
+def write_report(args, height, width, results):
+    import keras
+
     report = {
         "backend": keras.config.backend(),
+        "keras_version": keras.__version__,
+        "device": device_name(),
         "jit_compile": args.jit_compile,
         "torch_compile_mode": args.torch_compile_mode,
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "raw_size": [height, width],
         "iters": args.iters,
+        "warmup": args.warmup,
+        "score_threshold": args.score_threshold,
         "results": results,
     }
     if args.json:

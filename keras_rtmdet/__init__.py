@@ -4,6 +4,7 @@ from keras_rtmdet import export as _registers_the_exporter  # noqa: F401  (Dense
 from keras_rtmdet.models.cspnext.cspnext_backbone import CSPNeXt
 from keras_rtmdet.models.cspnext.cspnext_classifier import CSPNeXtClassifier
 from keras_rtmdet.models.dense_detector import DenseDetector
+from keras_rtmdet.models.detections import Detections
 from keras_rtmdet.models.rtmdet.cspnext_pafpn import CSPNeXtPAFPN
 from keras_rtmdet.models.rtmdet.rtmdet import RTMDet
 from keras_rtmdet.models.rtmdet.rtmdet_head import RTMDetSepBNHead
@@ -20,6 +21,7 @@ __all__ = [
     "CSPNeXtClassifier",
     "CSPNeXtPAFPN",
     "DenseDetector",
+    "Detections",
     "MaskFeatModule",
     "RotatedRTMDetSepBNHead",
     "RTMDet",

@@ -4,9 +4,14 @@ A variant's task test is a module fixture (a `TaskCase`: the tiny model, its tra
 images) plus one-line tests, each calling one `run_*_test` helper below.
 """
 
+import contextlib
+import functools
+import http.server
 import json
 import os
+import threading
 
+import cv2
 import keras
 import numpy as np
 
@@ -23,6 +28,25 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 SIZE = 64
 # RTMDet-tiny's depth at an eighth of its width (32 neck channels): the smallest layout the configs scale to.
 TINY_ARCH = {"deepen_factor": 0.167, "widen_factor": 0.125, "neck_num_csp_blocks": 1}
+
+
+class CountedPostprocess:
+    """Counts the runs of `model.postprocess`: once per trace of a compiled step, once per call of an eager one."""
+
+    def __init__(self, model):
+        self.model, self.runs = model, 0
+        self.original = model.postprocess
+
+    def __enter__(self):
+        def counted(*args, **kwargs):
+            self.runs += 1
+            return self.original(*args, **kwargs)
+
+        self.model.postprocess = counted
+        return self
+
+    def __exit__(self, *exc):
+        del self.model.postprocess
 
 
 def shapes_batch(num_images=4, seed=0):
@@ -46,6 +70,38 @@ def shapes_batch(num_images=4, seed=0):
             boxes[i, j] = [x0, y0, x0 + w, y0 + h]
             labels[i, j] = c
     return images, {"boxes": boxes, "labels": labels}
+
+
+def write_moving_square_video(path, frames=10, height=48, width=64, fps=10.0):
+    """A `frames`-frame MJPG video (.avi) of a red square moving right on grey; returns the RGB frames written."""
+    writer = cv2.VideoWriter(os.fspath(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened(), f"this OpenCV cannot write MJPG to {path}"
+    written = []
+    for i in range(frames):
+        frame = np.full((height, width, 3), 90, np.uint8)
+        frame[10:26, 4 + 4 * i : 20 + 4 * i] = (230, 30, 30)
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+        written.append(frame)
+    writer.release()
+    return written
+
+
+@contextlib.contextmanager
+def serving(folder):
+    """`folder`'s files over HTTP from a local server in a thread (no network needed); yields its base URL."""
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass  # one line per request on stderr otherwise
+
+    handler = functools.partial(QuietHandler, directory=os.fspath(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def tiny_model(task=RTMDet, exp_on_reg=False, num_classes=3, image_size=(SIZE, SIZE), seed=1, **settings):

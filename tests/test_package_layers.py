@@ -1,7 +1,8 @@
 """The package's layers import downward only, and nothing outside `models/` tests a detector's class.
 
 docs/architecture.md describes the layers; these checks read the source (every `import` and
-`from ... import`, function-level ones included), so a new upward import fails here first.
+`from ... import`, function-level ones included), so a new upward import fails here first. The
+command line, `keras_rtmdet_cli`, is a package of its own on top: the library never imports it.
 """
 
 import ast
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.backend_independent
 PACKAGE = Path(keras_rtmdet.__file__).parent
 # Rank of each top-level part: a module may import from its own part and from parts of a lower rank.
 # training imports evaluation (the recipe's callbacks); evaluation and export import neither training
-# nor each other. Only the command line may import the package root (which imports every part).
+# nor each other. No part imports the package root, which imports every part.
 LAYERS = {
     "ops": 0, "distribute": 0, "weights": 0, "version": 0, "resources": 0,
     "layers": 1, "losses": 1, "utils": 1,
@@ -25,9 +26,8 @@ LAYERS = {
     "inference": 4,
     "evaluation": 5, "export": 5,
     "training": 6,
-    "cli": 7,
 }
-ROOT_IMPORTERS = ("cli",)
+COMMAND_LINE = "keras_rtmdet_cli"
 VARIANT_CLASSES = {"RTMDet", "RTMDetIns", "RTMDetRotated"}
 
 
@@ -39,17 +39,23 @@ def package_modules():
             yield relative.parts[0].removesuffix(".py"), path
 
 
-def imported_parts(tree):
-    """(line, part) of every `keras_rtmdet.<part>` the module imports."""
+def imported_modules(tree):
+    """(line, module) of every import of the module, function-level ones included."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("keras_rtmdet."):
-            yield node.lineno, node.module.split(".")[1]
-        elif isinstance(node, ast.ImportFrom) and node.module == "keras_rtmdet":
-            yield node.lineno, "the package root"
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.lineno, node.module
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.startswith("keras_rtmdet."):
-                    yield node.lineno, alias.name.split(".")[1]
+                yield node.lineno, alias.name
+
+
+def imported_parts(tree):
+    """(line, part) of every `keras_rtmdet.<part>` the module imports, "the package root" for `keras_rtmdet`."""
+    for line, module in imported_modules(tree):
+        if module.startswith("keras_rtmdet."):
+            yield line, module.split(".")[1]
+        elif module == "keras_rtmdet":
+            yield line, "the package root"
 
 
 def test_every_part_has_a_layer():
@@ -62,13 +68,21 @@ def test_imports_run_downward_only():
     for part, path in package_modules():
         for line, imported in imported_parts(ast.parse(path.read_text())):
             if imported == "the package root":
-                if part not in ROOT_IMPORTERS:
-                    upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports the package root")
+                upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports the package root")
             elif LAYERS.get(imported, len(LAYERS)) > LAYERS[part]:
                 upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports keras_rtmdet.{imported}")
             elif imported != part and LAYERS[imported] == LAYERS[part]:
                 upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports its neighbour {imported}")
     assert not upward, "\n".join(upward)
+
+
+def test_the_library_never_imports_the_command_line():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, module in imported_modules(ast.parse(path.read_text())):
+            if module.split(".")[0] == COMMAND_LINE:
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}")
+    assert not found, "\n".join(found)
 
 
 def test_no_isinstance_on_detector_variants_outside_models():
@@ -85,6 +99,8 @@ def test_no_isinstance_on_detector_variants_outside_models():
 
 
 def test_the_checks_see_an_upward_import():
-    """The import reader itself: a models module importing the CLI is seen."""
-    tree = ast.parse("def f():\n    from keras_rtmdet.cli.train import build_model\n")
-    assert list(imported_parts(tree)) == [(2, "cli")]
+    """The import reader itself: a models module importing the recipe, or the command line, is seen."""
+    tree = ast.parse("def f():\n    from keras_rtmdet.training.train_recipe import train_rtmdet\n")
+    assert list(imported_parts(tree)) == [(2, "training")]
+    tree = ast.parse("import keras_rtmdet_cli.main\n\ndef f():\n    from keras_rtmdet_cli import predict\n")
+    assert list(imported_modules(tree)) == [(1, "keras_rtmdet_cli.main"), (4, "keras_rtmdet_cli")]

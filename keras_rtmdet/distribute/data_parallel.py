@@ -28,7 +28,7 @@ class DataParallel:
       replica; the loss normaliser (Σ assign metrics, mask positives) is averaged over the replicas as
       mmdet's `reduce_mean`, BatchNorm is `SyncBatchNormalization`, gradients are summed by the optimizer.
     * PyTorch: one process per GPU, launched by `torchrun --nproc-per-node N script.py` (or
-      `torchrun --nproc-per-node N -m keras_rtmdet.cli.main train ...`). Entering joins the process group that
+      `torchrun --nproc-per-node N -m keras_rtmdet_cli train ...`). Entering joins the process group that
       torchrun describes (NCCL on GPUs, gloo on CPU) and pins the process to its `LOCAL_RANK` GPU; the
       detector's train step runs through `DistributedDataParallel`, normaliser and BatchNorm as on TF;
       `train_rtmdet` gives each process `1/N` of the images and of the batch. `devices` must be left out

@@ -18,6 +18,7 @@ from keras_rtmdet.evaluation.confusion_matrix import confusion_matrix
 from keras_rtmdet.evaluation.per_class_metrics import RECALL_POINTS
 from keras_rtmdet.evaluation.per_class_metrics import per_class_metrics
 from keras_rtmdet.evaluation.per_class_metrics import precision_recall_curves
+from keras_rtmdet.utils.mask_rle import encode_mask
 
 IOU_TYPES = ("bbox", "segm")
 
@@ -27,15 +28,6 @@ STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", 
 
 # Key prefix of each IoU type in `evaluate_coco`'s merged dict.
 IOU_TYPE_PREFIX = {"bbox": "", "segm": "segm_"}
-
-
-def encode_mask(mask):
-    """(H, W) bool/0-1 mask → COCO compressed RLE with `counts` as str (JSON-friendly)."""
-    from pycocotools import mask as mask_util
-
-    rle = mask_util.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
 
 
 def detections_to_coco(image_ids, detections, category_ids, image_sizes=None):

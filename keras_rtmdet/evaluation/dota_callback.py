@@ -1,8 +1,13 @@
 """DOTA (rotated) evaluation during `fit`: results.csv, `val_mAP50` in the logs, best/last presets."""
 
+import json
+import os
+
+from keras_rtmdet.evaluation.coco_callback import DETAILS_FILE
 from keras_rtmdet.evaluation.dota_metrics import EVAL_MODES
 from keras_rtmdet.evaluation.dota_metrics import evaluate_dota_model
 from keras_rtmdet.evaluation.evaluation_callback import EvaluationCallback
+from keras_rtmdet.evaluation.evaluation_plots import write_evaluation_figures
 
 # The scalars of `evaluate_dota` written per evaluation (mean over classes with ground truth).
 DOTA_STAT_KEYS = ("mAP50", "mAP75", "mmAP")
@@ -15,7 +20,11 @@ class DotaEvaluationCallback(EvaluationCallback):
     best/last presets, resume) whose metrics are `mAP50`, `mAP75` and `mmAP`
     (0.50:0.05:0.95), then `AP50_<class>` per class (NaN for a class
     without ground truth); `best` follows `mAP50` (`val_mAP50` in the logs).
-    Patches are scored as they are (no merge into whole scenes).
+    Patches are scored as they are (no merge into whole scenes). Each
+    evaluation also writes its whole `evaluate_dota` dict (per-class table,
+    PR curves, confusion matrix) to `DETAILS_FILE` and the figures
+    `val_precision_recall.png` and `val_confusion_matrix.png`, as the COCO
+    callback does.
 
     Args:
         source: a `DotaSource` or `SyntheticRotatedSource` (`image_ids`,
@@ -70,6 +79,9 @@ class DotaEvaluationCallback(EvaluationCallback):
             print_table=self.verbose > 0,
             **self.postprocess_settings,
         )
+        with open(os.path.join(self.run_dir, DETAILS_FILE), "w") as f:
+            json.dump(results, f, indent=1, default=float)
+        write_evaluation_figures(results, self.run_dir, prefix="val_")
         scalars = {key: results[key] for key in DOTA_STAT_KEYS}
         scalars.update({f"AP50_{name}": value for name, value in results["per_class_AP"].items()})
         return scalars

@@ -9,6 +9,11 @@ TP / #non-ignored GTs and precision = TP / (TP + FP), and AP is the area
 under the interpolated curve (`"area"`, VOC2012) or the 11-point mean
 (`"11points"`, VOC07; MMRotate's default). mAP averages the classes with
 ground truth.
+
+`evaluate_dota` also gives what the COCO evaluation gives: a per-class
+table, precision-recall curves (the same TP / FP flags, read at 101 recall
+points as pycocotools does) and the confusion matrix of `confusion_matrix.py`
+with rotated IoU.
 """
 
 import os
@@ -18,6 +23,11 @@ import keras
 import numpy as np
 
 from keras_rtmdet.data.dota import DOTA_CLASSES
+from keras_rtmdet.evaluation.confusion_matrix import DEFAULT_IOU_THRESHOLD
+from keras_rtmdet.evaluation.confusion_matrix import DEFAULT_SCORE_THRESHOLD
+from keras_rtmdet.evaluation.confusion_matrix import count_confusions
+from keras_rtmdet.evaluation.per_class_metrics import RECALL_POINTS
+from keras_rtmdet.evaluation.per_class_metrics import precision_at_recall_points
 from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.inference.large_image import compiled
 from keras_rtmdet.inference.large_image import padded_size
@@ -90,11 +100,15 @@ def _match(ious, scores, ignore, thresholds):
     return tp, ~hit | (counted & ~tp)
 
 
-def _curve_ap(tps, fps, scores, num_gts, eval_mode):
-    """AP per threshold (T,) and final recall (T,) from the per-image flags of one class."""
+def _cumulative_counts(tps, fps, scores):
+    """Cumulative TP and FP counts (T, K) of one class's per-image flags, all images by descending score (stable)."""
     tp, fp = np.concatenate(tps, axis=1), np.concatenate(fps, axis=1)
     order = np.argsort(-np.concatenate(scores), kind="stable")
-    tp, fp = np.cumsum(tp[:, order], axis=1), np.cumsum(fp[:, order], axis=1)
+    return np.cumsum(tp[:, order], axis=1), np.cumsum(fp[:, order], axis=1)
+
+
+def _curve_ap(tp, fp, num_gts, eval_mode):
+    """AP per threshold (T,) and final recall (T,) from one class's cumulative counts."""
     eps = np.finfo(np.float32).eps
     recalls = tp / max(num_gts, eps)
     precisions = tp / np.maximum(tp + fp, eps)
@@ -145,7 +159,7 @@ def dota_average_precision(
         fps.append(fp)
         scores.append(score)
         num_gts += int((~ignore).sum())
-    return float(_curve_ap(tps, fps, scores, num_gts, eval_mode)[0][0])
+    return float(_curve_ap(*_cumulative_counts(tps, fps, scores), num_gts, eval_mode)[0][0])
 
 
 def _image_arrays(entry, index, kind, with_scores):
@@ -179,7 +193,7 @@ def evaluate_dota(
     eval_mode="area",
     difficulty_threshold=100,
 ):
-    """DOTA mAP of per-image detections.
+    """DOTA mAP of per-image detections, with the per-class table, PR curves and confusion matrix.
 
     Args:
         detections: per image `{"boxes": (K, 5) rboxes, "scores": (K,),
@@ -193,11 +207,21 @@ def evaluate_dota(
         eval_mode: `"area"` (default here) or `"11points"` (MMRotate's default).
     Returns: dict with `mAP{NN}` per threshold (e.g. `mAP50`, `mAP55`),
     `mAP` (their mean, MMRotate's `mAP`), `mAP50`, `mAP75` and `mmAP` (mean
-    over 0.50:0.05:0.95; NaN where a needed threshold was not evaluated),
-    `per_class_AP` {name: AP at 0.5} and `per_class` {name: {"num_gts",
-    "num_dets", "recall" (at 0.5), "AP50", "AP75", "mmAP"}}; class APs are NaN
-    for classes without non-ignored GT, which no mean includes (mAPs are 0
-    when no class has GT, as MMRotate).
+    over 0.50:0.05:0.95; NaN where a needed threshold was not evaluated);
+    `per_class_AP` {name: AP at 0.5}; `per_class` {name: {"AP" (mean over
+    0.50:0.05:0.95), "AP50", "AP75", "ground_truths" (non-ignored),
+    "detections", "recall" (at 0.5)}}, COCO's layout plus the recall; class
+    APs are NaN for classes without non-ignored GT, which no mean includes
+    (mAPs are 0 when no class has GT, as MMRotate). `pr_curves` (when 0.5 is
+    evaluated): `{"recall": 101 points, "classes": {name: {"IoU=0.50":
+    precisions, "IoU=0.50:0.95": their mean over the standard thresholds,
+    when all are evaluated}}}` per class with non-ignored GT; these are
+    pycocotools' 101-point interpolation of the DOTA matching's TP / FP
+    flags, so a curve's mean approximates, but is not, the VOC AP of the
+    table. `confusion_matrix`: COCO's record (classes + "background",
+    thresholds, counts) of `confusion_matrix.count_confusions` with rotated
+    IoU, the ignored GTs as ignore regions (neither ground truths nor
+    background for a detection on them).
     """
     if eval_mode not in EVAL_MODES:
         raise ValueError(f"eval_mode must be one of {EVAL_MODES}, got {eval_mode!r}.")
@@ -209,6 +233,7 @@ def evaluate_dota(
     thresholds = _thresholds(iou_thresholds)
     tps, fps, scores = ([[] for _ in range(num_classes)] for _ in range(3))
     num_gts = np.zeros(num_classes, np.int64)
+    images = []
     for i, (det, ann) in enumerate(zip(detections, annotations)):
         det_boxes, det_labels, det_scores = _image_arrays(det, i, "Detections of image", True)
         gt_boxes, gt_labels, _ = _image_arrays(ann, i, "Annotations of image", False)
@@ -220,6 +245,10 @@ def evaluate_dota(
                 raise ValueError(f"{kind} of image {i} have labels outside [0, {num_classes}).")
         ious = pairwise_rotated_iou(det_boxes, gt_boxes)
         ignore = difficult > difficulty_threshold
+        images.append(
+            {"det_boxes": det_boxes, "det_labels": det_labels, "det_scores": det_scores,
+             "gt_boxes": gt_boxes, "gt_labels": gt_labels, "gt_ignore": ignore}
+        )
         for c in np.union1d(det_labels, gt_labels):
             rows, cols = det_labels == c, gt_labels == c
             num_gts[c] += int((cols & ~ignore).sum())
@@ -230,15 +259,18 @@ def evaluate_dota(
                 scores[c].append(det_scores[rows])
     aps = np.full((num_classes, len(thresholds)), np.nan)
     recalls = np.full(num_classes, np.nan)
+    curves = {}
     num_dets = [int(sum(len(s) for s in scores[c])) for c in range(num_classes)]
     for c in range(num_classes):
         if num_gts[c] == 0:
             continue
         if num_dets[c] == 0:
-            aps[c], final = 0.0, np.zeros(len(thresholds))
+            tp = fp = np.zeros((len(thresholds), 0))
         else:
-            aps[c], final = _curve_ap(tps[c], fps[c], scores[c], int(num_gts[c]), eval_mode)
+            tp, fp = _cumulative_counts(tps[c], fps[c], scores[c])
+        aps[c], final = _curve_ap(tp, fp, int(num_gts[c]), eval_mode)
         recalls[c] = _at(final, thresholds, 0.5)
+        curves[names[c]] = _precision_curves(tp, fp, int(num_gts[c]), thresholds)
     has_gt = num_gts > 0
     means = aps[has_gt].mean(axis=0) if has_gt.any() else np.zeros(len(thresholds))
     results = {_key(t): float(v) for t, v in zip(thresholds, means)}
@@ -249,26 +281,52 @@ def evaluate_dota(
     results["per_class_AP"] = {name: float(_at(aps[c], thresholds, 0.5)) for c, name in enumerate(names)}
     results["per_class"] = {
         name: {
-            "num_gts": int(num_gts[c]),
-            "num_dets": num_dets[c],
-            "recall": float(recalls[c]),
+            "AP": float(_mean_standard(aps[c], thresholds)),
             "AP50": float(_at(aps[c], thresholds, 0.5)),
             "AP75": float(_at(aps[c], thresholds, 0.75)),
-            "mmAP": float(_mean_standard(aps[c], thresholds)),
+            "ground_truths": int(num_gts[c]),
+            "detections": num_dets[c],
+            "recall": float(recalls[c]),
         }
         for c, name in enumerate(names)
+    }
+    if _index(thresholds, 0.5) is not None:
+        results["pr_curves"] = {"recall": [round(float(r), 2) for r in RECALL_POINTS], "classes": curves}
+    results["confusion_matrix"] = {
+        "classes": names + ["background"],
+        "score_threshold": DEFAULT_SCORE_THRESHOLD,
+        "iou_threshold": DEFAULT_IOU_THRESHOLD,
+        "matrix": count_confusions(images, num_classes, pairwise_rotated_iou).tolist(),
     }
     return results
 
 
-def _at(values, thresholds, threshold):
+def _index(thresholds, threshold):
     found = np.flatnonzero(np.abs(thresholds - threshold) < 1e-6)
-    return values[found[0]] if found.size else np.nan
+    return int(found[0]) if found.size else None
+
+
+def _at(values, thresholds, threshold):
+    index = _index(thresholds, threshold)
+    return np.nan if index is None else values[index]
 
 
 def _mean_standard(values, thresholds):
     picked = np.array([_at(values, thresholds, t) for t in DOTA_IOU_THRESHOLDS])
     return np.nan if np.isnan(picked).any() else picked.mean()
+
+
+def _precision_curves(tp, fp, num_gts, thresholds):
+    """One class's `pr_curves` entry from its cumulative counts (T, K): 101 precisions per curve, 4 decimals."""
+    precisions = np.array([precision_at_recall_points(t, f, num_gts) for t, f in zip(tp, fp)])
+    entry = {}
+    at50 = _index(thresholds, 0.5)
+    if at50 is not None:
+        entry["IoU=0.50"] = [round(float(v), 4) for v in precisions[at50]]
+    standard = [_index(thresholds, t) for t in DOTA_IOU_THRESHOLDS]
+    if None not in standard:
+        entry["IoU=0.50:0.95"] = [round(float(v), 4) for v in precisions[standard].mean(axis=0)]
+    return entry
 
 
 def evaluate_dota_model(
@@ -312,28 +370,22 @@ def _format(value):
 
 
 def print_dota_table(results, class_names=None, console=None, title="DOTA"):
-    """Print the per-class rows (GTs, detections, recall, AP50, AP75, mmAP) and the mAPs of an `evaluate_dota` dict."""
+    """Print an `evaluate_dota` dict's per-class rows (COCO's columns and the recall at 0.5), then its mAPs."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     per_class = results.get("per_class", {})
     table = Table(title=title)
-    for header in ("class", "gts", "dets", "recall@.5", "AP50", "AP75", "mmAP"):
+    for header in ("class", "AP@[.5:.95]", "AP50", "AP75", "ground truths", "detections", "recall@.5"):
         table.add_column(header, justify="left" if header == "class" else "right")
     for name in class_names if class_names is not None else list(per_class):
         row = per_class[str(name)]
-        table.add_row(
-            str(name),
-            str(row["num_gts"]),
-            str(row["num_dets"]),
-            _format(row["recall"]),
-            _format(row["AP50"]),
-            _format(row["AP75"]),
-            _format(row["mmAP"]),
-        )
+        aps = (_format(row[key]) for key in ("AP", "AP50", "AP75"))
+        table.add_row(str(name), *aps, str(row["ground_truths"]), str(row["detections"]), _format(row["recall"]))
     table.add_section()
-    table.add_row("mAP", "", "", "", _format(results["mAP50"]), _format(results["mAP75"]), _format(results["mmAP"]))
+    means = (_format(results[key]) for key in ("mmAP", "mAP50", "mAP75"))
+    table.add_row("mAP (mmAP, mAP50, mAP75)", *means, "", "", "")
     console.print(table)
 
 

@@ -68,7 +68,7 @@ def plot_confusion_matrix(matrix, class_names, out_png, title="confusion matrix"
 
 
 def write_evaluation_figures(stats, out_dir, prefix=""):
-    """The PR curves (IoU 0.5) and the confusion matrix of an `evaluate_coco` dict as PNGs in `out_dir`; their paths.
+    """The PR curves (IoU 0.5) and confusion matrix of an `evaluate_coco` / `evaluate_dota` dict as PNGs; their paths.
 
     Files: `<prefix>precision_recall.png` (when `stats` has `pr_curves`) and
     `<prefix>confusion_matrix.png` (when it has `confusion_matrix`).

@@ -1,5 +1,9 @@
 """Per-class COCO metrics and precision-recall curves, read from pycocotools' `COCOeval` arrays.
 
+`precision_at_recall_points` applies the same 101-point interpolation to
+the cumulative TP / FP counts of another matcher (DOTA's), so that every
+`pr_curves` entry means the same thing.
+
 `COCOeval.accumulate` leaves `eval["precision"]` of shape (T, R, K, A, M):
 T IoU thresholds (0.50:0.05:0.95), R = 101 recall points (0:0.01:1), K
 classes, A area ranges (0 = all), M detection caps; −1 where a class has no
@@ -51,6 +55,29 @@ def per_class_metrics(evaluator, names):
             "detections": counts[cat_id][1],
         }
     return table
+
+
+def precision_at_recall_points(true_positives, false_positives, num_ground_truths):
+    """(101,) precision at `RECALL_POINTS` of one PR curve, interpolated as `COCOeval.accumulate` does.
+
+    Args:
+        true_positives, false_positives: (K,) cumulative TP and FP counts of
+            the detections in descending score order (detections on ignored
+            ground truths add to neither).
+        num_ground_truths: the non-ignored ground truths, > 0.
+    Precision is made non-increasing in recall (the best precision at any
+    higher recall), then read at the first detection whose recall reaches
+    each point; 0 beyond the last recall reached.
+    """
+    true_positives = np.asarray(true_positives, np.float64)
+    recall = true_positives / num_ground_truths
+    precision = true_positives / (true_positives + np.asarray(false_positives, np.float64) + np.spacing(1))
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    index = np.searchsorted(recall, RECALL_POINTS, side="left")
+    reached = index < len(envelope)
+    points = np.zeros(len(RECALL_POINTS))
+    points[reached] = envelope[index[reached]]
+    return points
 
 
 def precision_recall_curves(evaluator, names):

@@ -173,35 +173,21 @@ def save_onnx(proto, path, info):
 def export_in_tensorflow(model, path, format, options, verbose=True):
     """Run `export` in a TensorFlow-backend subprocess on `model`'s saved weights (torch / JAX models)."""
     import importlib.util
+    import json
 
     if importlib.util.find_spec("tensorflow") is None:
         raise RuntimeError(
             f"{format} export needs TensorFlow (pip install tensorflow), which traces the SavedModel; "
             f"this model runs on {keras.config.backend()}."
         )
+    settings = json.dumps(dict(options, verbose=verbose))
     with tempfile.TemporaryDirectory() as folder:
         model.save_to_preset(folder)
-        command = [sys.executable, "-m", "keras_rtmdet.cli.main", "export", "--preset", folder]
-        command += ["--format", format, "--out", os.fspath(path), *export_arguments(options)]
+        command = [sys.executable, "-m", "keras_rtmdet.export.tensorflow_subprocess", folder, format, os.fspath(path)]
+        command.append(settings)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
         result = subprocess.run(command, env=env, capture_output=not verbose, text=True)
     if result.returncode != 0:
         detail = "" if verbose else f":\n{result.stdout}{result.stderr}"
         raise RuntimeError(f"The TensorFlow export subprocess failed (exit code {result.returncode}){detail}")
     return os.fspath(path)
-
-
-def export_arguments(options):
-    """`rtmdet export` flags for `export`'s options."""
-    args = ["--channel-order", options["channel_order"], "--precision", options["precision"]]
-    if not options["nms"]:
-        args.append("--raw")
-    if options["input_size"] is None:
-        args.append("--dynamic-size")
-    else:
-        args += ["--input-size", *(str(s) for s in options["input_size"])]
-    if options["batch_size"] is not None:
-        args += ["--batch-size", str(options["batch_size"])]
-    if options["opset"] is not None:
-        args += ["--opset", str(options["opset"])]
-    return args

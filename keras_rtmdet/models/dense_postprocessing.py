@@ -142,6 +142,13 @@ class DensePostprocessing:
         factors = ops.stack([ws, hs, ws, hs], axis=-1)
         return boxes / factors
 
+    def clip_boxes_to_images(self, boxes, original_sizes):
+        """xyxy `boxes` (B, M, 4) clipped to [0, w] × [0, h] of each image's `original_sizes` (B, 2) (h, w)."""
+        sizes = ops.cast(original_sizes, boxes.dtype)
+        heights, widths = sizes[:, 0:1], sizes[:, 1:2]
+        limits = ops.stack([widths, heights, widths, heights], axis=-1)
+        return ops.minimum(ops.maximum(boxes, 0.0), limits)
+
     def runtime_thresholds(self, thresholds=None):
         """`RUNTIME_SETTINGS` → value: `thresholds`' (scalars or tensors), else the model's settings."""
         thresholds = thresholds or {}
@@ -163,7 +170,7 @@ class DensePostprocessing:
         """Hook for subclasses to add per-detection outputs (e.g. masks)."""
         return fields
 
-    def postprocess(self, outputs, image_size, scale_factors=None, thresholds=None):
+    def postprocess(self, outputs, image_size, scale_factors=None, thresholds=None, original_sizes=None):
         """Turn raw per-prior outputs into padded detections.
 
         Args:
@@ -174,17 +181,20 @@ class DensePostprocessing:
                 resize; boxes are divided by them (original-image pixels).
             thresholds: optional values of `RUNTIME_SETTINGS` (scalar
                 tensors in a compiled step); the model's settings otherwise.
-                A `max_detections` here keeps that many of the K slots. Two
+                A `max_detections` here keeps that many of the K slots. Three
                 more inputs `predict` passes, not model settings:
                 `class_mask` (num_classes,) (`class_mask()`: the other
-                classes score 0 before candidate selection) and
-                `agnostic_nms` (1: one NMS across classes).
+                classes score 0 before candidate selection),
+                `agnostic_nms` (1: one NMS across classes) and
+                `clip_boxes` (1: boxes clipped to `original_sizes`).
+            original_sizes: optional (B, 2) (h, w) of the raw images,
+                which a `clip_boxes` of 1 clips the rescaled boxes to.
 
         Returns: dict with `boxes` (B, K, 4), `scores` (B, K), `labels`
         (B, K) int32, padded with −1 after `num_detections` (B,) entries;
         K = the model's `max_detections`.
         """
-        candidates = self.candidate_detections(outputs, image_size, scale_factors, thresholds)
+        candidates = self.candidate_detections(outputs, image_size, scale_factors, thresholds, original_sizes)
         nms_labels = candidates["labels"]
         if thresholds and "agnostic_nms" in thresholds:
             # One class for the NMS: every box may suppress every other.
@@ -199,14 +209,21 @@ class DensePostprocessing:
         # The caller's own `thresholds`: only a per-call `max_detections` masks slots.
         return self.finish_detections(outputs, candidates, keep, image_size, scale_factors, thresholds)
 
-    def candidate_detections(self, outputs, image_size, scale_factors=None, thresholds=None):
+    def candidate_detections(self, outputs, image_size, scale_factors=None, thresholds=None, original_sizes=None):
         """The NMS input: the top (prior, class) candidates, decoded (`postprocess`' first half).
+
+        With `original_sizes` and a `clip_boxes` threshold of 1, the rescaled
+        boxes are clipped to each image (`clip_boxes_to_images`) before the
+        box-size filter and the NMS see them, as torchvision's detectors do.
+        The reference clips them to the padded canvas only, before the
+        rescale (`decode_candidates`): its boxes may reach into the padding.
 
         Returns: dict of (B, M) `scores`, `labels`, `prior_index`, `valid`
         (score and box size) sorted by descending score, and `boxes`
         (B, M, box_dim) in original-image pixels when `scale_factors` is given.
         """
         class_mask = (thresholds or {}).get("class_mask")
+        clip_boxes = (thresholds or {}).get("clip_boxes")
         thresholds = self.runtime_thresholds(thresholds)
         image_size = tuple(int(s) for s in image_size)
         sizes = level_sizes(image_size, self.strides)
@@ -228,6 +245,9 @@ class DensePostprocessing:
         boxes = self.decode_candidates(outputs, candidates, self.priors(image_size), image_size)
         if scale_factors is not None:
             boxes = self.rescale_boxes(boxes, ops.cast(scale_factors, boxes.dtype))
+        if clip_boxes is not None and original_sizes is not None:
+            # A step input, not a branch: one traced step serves both values.
+            boxes = ops.where(clip_boxes > 0, self.clip_boxes_to_images(boxes, original_sizes), boxes)
         candidates["boxes"] = boxes
         candidates["valid"] = ops.logical_and(candidates["valid"], self.box_size_mask(boxes, thresholds["min_bbox_size"]))
         return candidates

@@ -22,6 +22,8 @@ from keras_rtmdet.models.dense_postprocessing import POSTPROCESS_KEYS
 from keras_rtmdet.models.dense_postprocessing import RUNTIME_SETTINGS
 from keras_rtmdet.models.dense_postprocessing import class_mask
 from keras_rtmdet.models.dense_postprocessing import first_detections
+from keras_rtmdet.models.detections import detections_from_predictions
+from keras_rtmdet.models.detections import rgb_uint8_images
 from keras_rtmdet.models.jax_state_guard import model_state_kept
 from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import CHANNEL_ORDERS
 from keras_rtmdet.models.rtmdet.rtmdet_preprocessor import as_image_list
@@ -59,6 +61,7 @@ class DetectorInference:
         letterbox="auto",
         classes=None,
         agnostic_nms=False,
+        clip_boxes=False,
         **settings,
     ):
         """Detect objects in raw images of any size.
@@ -97,17 +100,26 @@ class DetectorInference:
                 candidate selection, so they take no detection slot).
             agnostic_nms: NMS across classes (one box per object whatever
                 its class) instead of per class (the reference's).
+            clip_boxes: clip the xyxy boxes to each image ([0, w] × [0, h]),
+                before the `min_bbox_size` filter and the NMS. Off by
+                default, as in the reference: MMDetection clips the decoded
+                boxes to the padded input, then divides them by the scale
+                factor unclipped, so a box may reach past the image into
+                what was padding. Rotated boxes are not clipped (a
+                ValueError). A step input: it never recompiles. A dataset
+                must then yield `original_sizes`.
             **settings: per-call post-processing overrides, for this call
                 only: `score_threshold`, `iou_threshold`, `min_bbox_size` and
                 `max_detections` (≤ the model's) never recompile, nor do
-                `classes` and `agnostic_nms`; `nms_pre`, `max_candidates`,
+                `classes`, `agnostic_nms` and `clip_boxes`; `nms_pre`, `max_candidates`,
                 `nms_method` or a larger `max_detections` compile a step of
                 their own once.
 
         Returns: dict of numpy arrays, boxes in original-image pixels:
         `boxes` (B, K, 4) xyxy, `scores` (B, K), `labels` (B, K), padded with
         −1, and `num_detections` (B,), with K = `max_detections`; variants
-        add their outputs (RTMDetIns: `masks`).
+        add their outputs (RTMDetIns: `masks`). `detect_images` gives them
+        as one `Detections` per image.
         """
         if batch_size is not None:
             check_positive_int(batch_size, "batch_size")
@@ -119,20 +131,20 @@ class DetectorInference:
                 f"pixel_range={pixel_range} applies to raw images; a dataset must yield preprocessed batches of "
                 "[0, 255] pixels."
             )
-        x, from_files = read_image_inputs(x)
-        if from_files and channel_order not in (None, "rgb"):
-            raise ValueError(f"Image files are read as RGB; channel_order={channel_order!r} applies to arrays only.")
-        channel_order = "rgb" if from_files else channel_order or self.input_channel_order
+        x, paths = read_image_inputs(x)
+        if paths is not None:
+            channel_order = _files_channel_order(channel_order)
+        channel_order = channel_order or self.input_channel_order
         if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"Channel order must be one of {CHANNEL_ORDERS}, got {channel_order!r}.")
         if callbacks or steps is not None or local_replica_count() > 1:
-            if classes is not None or agnostic_nms:
+            if classes is not None or agnostic_nms or clip_boxes:
                 raise ValueError(
-                    "classes and agnostic_nms are inputs of predict's compiled step; calls with callbacks, steps "
-                    "or data parallelism (keras.Model.predict) do not take them."
+                    "classes, agnostic_nms and clip_boxes are inputs of predict's compiled step; calls with "
+                    "callbacks, steps or data parallelism (keras.Model.predict) do not take them."
                 )
             return self._keras_predict(x, batch_size, verbose, steps, callbacks, channel_order, pixel_range, settings)
-        thresholds, static = self._call_settings(settings, classes, agnostic_nms)
+        thresholds, static = self._call_settings(settings, classes, agnostic_nms, clip_boxes)
         if is_dataset(x):
             return self._predict_dataset(x, thresholds, static, verbose)
         images = as_image_list(x, pixel_range)
@@ -149,14 +161,62 @@ class DetectorInference:
                 output_channel_order=self.input_channel_order,
                 pixel_dtype="uint8" if uint8 else "float32",
             )
-            batch = {"images": prep["images"], "scale_factors": prep["scale_factors"]}
             original_sizes = prep["original_sizes"]
+            # Always passed (a step's inputs keep one structure): `clip_boxes` reads them.
+            batch = {
+                "images": prep["images"],
+                "scale_factors": prep["scale_factors"],
+                "original_sizes": np.asarray(original_sizes, np.int32),
+            }
         flip = channel_order != self.input_channel_order and "scale_factors" not in batch
         out = self._run_steps(batch, thresholds, static, flip, batch_size or DEFAULT_PREDICT_BATCH, verbose)
         return self.finalize_predictions(out, out.pop("scale_factors", batch.get("scale_factors")), original_sizes)
 
-    def _call_settings(self, settings, classes=None, agnostic_nms=False):
-        """(thresholds with `class_mask` / `agnostic_nms`, static overrides) of one call: checked, nothing set on the model."""
+    def detect_images(self, inputs, batch_size=None, **predict_kwargs):
+        """Detect objects in images; one `Detections` per image, with its image and file attached.
+
+        >>> results = model.detect_images("photos/*.jpg", score_threshold=0.3)
+        >>> results[0].save("annotated.jpg"); results[0].to_json()
+
+        Args:
+            inputs: as `predict`'s, datasets excepted: an image (H, W, 3), a
+                batch (B, H, W, 3), a list of images, or image files (a path,
+                a directory, a glob, or a list mixing them with arrays).
+            batch_size: images per forward pass (`predict`'s).
+            **predict_kwargs: `predict`'s other arguments (thresholds,
+                `classes`, `agnostic_nms`, `clip_boxes`, `channel_order`,
+                `pixel_range`, `verbose`, ...).
+
+        Returns: a list of `Detections`, one per image in input order (a
+        directory's or glob's files sorted): its valid detections (the
+        variant's boxes, with masks for RTMDet-Ins), `image` (uint8 RGB, as
+        the model read it) and `path` (None for an array).
+        """
+        if is_dataset(inputs):
+            raise ValueError(
+                "detect_images takes images or image files; a dataset yields preprocessed batches with no image to "
+                "attach to its detections: run predict on it."
+            )
+        images, paths = read_image_inputs(inputs)
+        if paths is None:
+            images = list(images) if isinstance(images, (list, tuple)) or np.ndim(images) == 4 else [images]
+            paths = [None] * len(images)
+        else:
+            # `predict` reads the arrays of a list holding files as RGB: so does it here, the files read once.
+            predict_kwargs["channel_order"] = _files_channel_order(predict_kwargs.get("channel_order"))
+        # A batch array goes whole: `predict` then skips stacking its images again.
+        x = inputs if isinstance(inputs, np.ndarray) else images
+        outputs = self.predict(x, batch_size=batch_size, **predict_kwargs)
+        shown = rgb_uint8_images(
+            images,
+            predict_kwargs.get("channel_order") or self.input_channel_order,
+            predict_kwargs.get("pixel_range", DEFAULT_PIXEL_RANGE),
+        )
+        return detections_from_predictions(outputs, shown, paths, self.class_names)
+
+    def _call_settings(self, settings, classes=None, agnostic_nms=False, clip_boxes=False):
+        """(thresholds with `class_mask`, `agnostic_nms` and, for xyxy boxes, `clip_boxes`; static overrides) of
+        one call: checked, nothing set on the model."""
         settings = {key: value for key, value in settings.items() if value is not None}
         settings = check_postprocess_settings(settings, self.nms_methods)
         thresholds = {key: settings.get(key, getattr(self, key)) for key in RUNTIME_SETTINGS}
@@ -164,6 +224,16 @@ class DetectorInference:
         if not isinstance(agnostic_nms, (bool, np.bool_)):
             raise ValueError(f"agnostic_nms must be True or False, got {agnostic_nms!r}.")
         thresholds["agnostic_nms"] = int(agnostic_nms)
+        if not isinstance(clip_boxes, (bool, np.bool_)):
+            raise ValueError(f"clip_boxes must be True or False, got {clip_boxes!r}.")
+        if self.variant.box_format == "xyxy":
+            thresholds["clip_boxes"] = int(clip_boxes)
+        elif clip_boxes:
+            raise ValueError(
+                f"clip_boxes=True clips xyxy boxes to the image; {self.variant.display_name} predicts rotated boxes "
+                f"({self.variant.box_format}: cx, cy, w, h, angle), and a rotated box clipped to the image's "
+                "rectangle is no longer a rotated box."
+            )
         static = {key: value for key, value in settings.items() if key not in RUNTIME_SETTINGS}
         if thresholds["max_detections"] > self.max_detections:
             static["max_detections"] = thresholds["max_detections"]
@@ -189,7 +259,8 @@ class DetectorInference:
     def _predict_dataset(self, dataset, thresholds, static, verbose):
         """Each preprocessed batch of a `tf.data` dataset or `PyDataset` through the compiled step.
 
-        A short last batch is padded to the first one's size (one compiled shape); `scale_factors` default to 1.
+        A short last batch is padded to the first one's size (one compiled shape); `scale_factors` default to 1;
+        `original_sizes`, when the batches hold them, go to the step too (`clip_boxes`).
         """
         if hasattr(dataset, "as_numpy_iterator"):
             elements, count = dataset.as_numpy_iterator(), None
@@ -204,6 +275,13 @@ class DetectorInference:
             scale_factors = np.asarray(x.get("scale_factors", np.ones((len(images), 2))), np.float32)
             batch_size = batch_size or len(images)
             batch = {"images": images, "scale_factors": scale_factors}
+            if x.get("original_sizes") is not None:
+                batch["original_sizes"] = np.asarray(x["original_sizes"], np.int32)
+            elif thresholds.get("clip_boxes"):
+                raise ValueError(
+                    "clip_boxes=True clips each box to its raw image: the dataset's batches must hold "
+                    "original_sizes (B, 2) (h, w)."
+                )
             chunks.append(self._run_steps(batch, thresholds, static, False, batch_size, 0, whole_batches=True))
             for key in PASSED_THROUGH:
                 passed[key].append(scale_factors if key == "scale_factors" else x.get(key))
@@ -247,7 +325,8 @@ class DetectorInference:
 
         `step(batch, thresholds)`: `batch` holds `images` (B, H, W, 3) uint8 or float pixels, raw when
         `letterboxed` (resized and padded in the step; `flip` reverses the channels), else preprocessed
-        with their (B, 2) `scale_factors`; `thresholds` are `step.thresholds(...)` of `RUNTIME_SETTINGS`.
+        with their (B, 2) `scale_factors` and optionally (B, 2) `original_sizes` (h, w); `thresholds` are
+        `step.thresholds(...)` of `RUNTIME_SETTINGS`, `class_mask`, `agnostic_nms` and `clip_boxes`.
         Returns `postprocess`' padded detections (+ `scale_factors` when letterboxed), backend tensors.
         """
         key = (
@@ -268,11 +347,15 @@ class DetectorInference:
         def step(batch, thresholds):
             images = batch["images"]
             if letterboxed:
+                # Every raw image of a device-letterboxed call has the batch's size (dynamic in a relaxed TF trace).
+                shape = ops.shape(images)
+                original_sizes = ops.reshape(ops.cast(ops.stack([shape[1], shape[2]]), "int32"), (1, 2))
                 images, scale_factors = letterbox(images, image_size, flip_channels=flip)
             else:
+                original_sizes = batch.get("original_sizes")
                 scale_factors = ops.cast(batch["scale_factors"], "float32")
             outputs = self(ops.cast(images, "float32"), training=False)
-            detections = self.postprocess(outputs, image_size, scale_factors, thresholds)
+            detections = self.postprocess(outputs, image_size, scale_factors, thresholds, original_sizes)
             if letterboxed:
                 detections["scale_factors"] = scale_factors
             return detections
@@ -366,3 +449,10 @@ class DetectorInference:
         with self.postprocess_settings(**settings), no_gradients():
             outputs = self.raw_outputs(images, normalized=normalized)
             return self.postprocess(outputs, images.shape[1:3], scale_factors)
+
+
+def _files_channel_order(channel_order):
+    """The channel order of a call holding image files: they are read as RGB, and another order is refused."""
+    if channel_order not in (None, "rgb"):
+        raise ValueError(f"Image files are read as RGB; channel_order={channel_order!r} applies to arrays only.")
+    return "rgb"

@@ -19,14 +19,14 @@ def class_color(label):
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def label_text(label, score, class_names=None):
-    """`"<class name> 0.87"`, or `"class 17 0.87"` without a name for the label."""
+def label_text(label, score=None, class_names=None):
+    """`"<class name> 0.87"`, `"class 17 0.87"` without a name for the label, or the name alone without a score."""
     label = int(label)
     if class_names is not None and 0 <= label < len(class_names):
         name = class_names[label]
     else:
         name = f"class {label}"
-    return f"{name} {float(score):.2f}"
+    return name if score is None else f"{name} {float(score):.2f}"
 
 
 def draw_detections(
@@ -39,7 +39,7 @@ def draw_detections(
         boxes: (K, 4) x1, y1, x2, y2 in the image's pixels, or (K, 5) rotated
             boxes (cx, cy, w, h, angle) in pixels and radians (clockwise on
             screen), drawn as their polygons.
-        scores: (K,) scores.
+        scores: (K,) scores, or None for ground truth (labels then show the class name only).
         labels: (K,) class indices; entries below 0 (padding) are skipped.
         class_names: optional sequence mapping class index to name.
         thickness, font_scale: line width and text size; by default they
@@ -56,7 +56,8 @@ def draw_detections(
         raise ValueError(f"Expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}.")
     boxes = np.asarray(boxes, np.float64)
     boxes = boxes.reshape(-1, 5 if boxes.ndim == 2 and boxes.shape[1] == 5 else 4)
-    scores = np.asarray(scores, np.float64).reshape(-1)
+    with_scores = scores is not None
+    scores = np.asarray(scores if with_scores else np.zeros(len(boxes)), np.float64).reshape(-1)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     if not len(boxes) == len(scores) == len(labels):
         raise ValueError(f"Got {len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels.")
@@ -79,12 +80,18 @@ def draw_detections(
     if masks is not None:
         for i in order:
             draw_mask(canvas, masks[i], class_color(labels[i]), mask_alpha, max(1, thickness // 2))
+    extents = {}
     for i in order:
         if not np.all(np.isfinite(boxes[i])):
             continue
         draw = _draw_rotated if boxes.shape[1] == 5 else _draw_one
-        draw(canvas, boxes[i], label_text(labels[i], scores[i], class_names), class_color(labels[i]),
-             thickness, font_scale)
+        extents[i] = draw(canvas, boxes[i], class_color(labels[i]), thickness)
+    # Labels last, the most confident placed first, each where it hides no label placed before it.
+    placed = []
+    for i in reversed(order):
+        if i in extents:
+            text = label_text(labels[i], scores[i] if with_scores else None, class_names)
+            placed.append(_draw_label(canvas, extents[i], text, class_color(labels[i]), font_scale, placed))
     return canvas
 
 
@@ -103,34 +110,50 @@ def draw_mask(canvas, mask, color, alpha=0.45, thickness=1):
     return canvas
 
 
-def _draw_one(canvas, box, text, color, thickness, font_scale):
+def _draw_one(canvas, box, color, thickness):
+    """The box's rectangle; returns its extent (x1, y1, x2, y2) in int pixels, kept in the image."""
     height, width = canvas.shape[:2]
     x1, y1, x2, y2 = (int(round(v)) for v in np.clip(box, -1, [width, height, width, height]))
     cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness, cv2.LINE_AA)
-    _draw_label(canvas, x1, y1, text, color, font_scale)
+    return x1, y1, x2, y2
 
 
-def _draw_rotated(canvas, rbox, text, color, thickness, font_scale):
-    """The rotated box's polygon, its label at the top-left of the polygon's extent."""
+def _draw_rotated(canvas, rbox, color, thickness):
+    """The rotated box's polygon; returns the polygon's extent (x1, y1, x2, y2), kept in the image."""
     corners = rboxes_to_polygons(rbox[None]).reshape(4, 2).astype(np.float64)
     height, width = canvas.shape[:2]
     # Sub-pixel vertices (4 fraction bits); far-away corners are clamped to stay in int32.
     points = np.round(np.clip(corners, -4 * max(height, width), 5 * max(height, width)) * 16).astype(np.int32)
     cv2.polylines(canvas, [points], True, color, thickness, cv2.LINE_AA, shift=4)
-    x1, y1 = (int(round(v)) for v in np.clip(corners.min(axis=0), -1, [width, height]))
-    _draw_label(canvas, x1, y1, text, color, font_scale)
+    low = np.clip(corners.min(axis=0), -1, [width, height])
+    high = np.clip(corners.max(axis=0), -1, [width, height])
+    return tuple(int(round(v)) for v in (*low, *high))
 
 
-def _draw_label(canvas, x1, y1, text, color, font_scale):
-    """A filled "name score" tag above (x1, y1) when there is room, else just below it; kept in the image."""
+def _overlap(a, b):
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _label_places(extent, label_w, label_h, width, height):
+    """Where a label may go, in order of preference: above the box, inside its top edge, below it, inside its
+    bottom edge; each moved into the image."""
+    x1, y1, _, y2 = extent
+    left = min(max(x1, 0), max(width - label_w, 0))
+    for top in (y1 - label_h, y1, y2, y2 - label_h):
+        top = min(max(top, 0), max(height - label_h, 0))
+        yield left, top, left + label_w, top + label_h
+
+
+def _draw_label(canvas, extent, text, color, font_scale, placed):
+    """A filled "name score" tag by the box of `extent`, at the first place that covers none of the `placed`
+    tags (else the one covering least); returns the tag's rectangle."""
     height, width = canvas.shape[:2]
     font = cv2.FONT_HERSHEY_SIMPLEX
     (text_w, text_h), baseline = cv2.getTextSize(text, font, font_scale, 1)
-    label_h = text_h + baseline + 2
-    # Above the box when there is room, otherwise just inside its top edge.
-    top = y1 - label_h if y1 - label_h >= 0 else max(y1, 0)
-    left = min(max(x1, 0), max(width - text_w - 2, 0))
-    cv2.rectangle(canvas, (left, top), (left + text_w + 2, top + label_h), color, cv2.FILLED)
+    places = list(_label_places(extent, text_w + 2, text_h + baseline + 2, width, height))
+    left, top, right, bottom = min(places, key=lambda place: sum(_overlap(place, other) for other in placed))
+    cv2.rectangle(canvas, (left, top), (right, bottom), color, cv2.FILLED)
     luminance = (0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]) / 255.0
     text_color = (0, 0, 0) if luminance > 0.6 else (255, 255, 255)
     cv2.putText(canvas, text, (left + 1, top + text_h + 1), font, font_scale, text_color, 1, cv2.LINE_AA)
+    return left, top, right, bottom

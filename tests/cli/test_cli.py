@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 import keras_rtmdet
-from keras_rtmdet.utils.detection_matching import match_detections
-from keras_rtmdet.cli import parity
-from keras_rtmdet.cli.main import main
 from keras_rtmdet.utils.coco_classes import COCO_CLASSES
+from keras_rtmdet.utils.detection_matching import match_detections
 from keras_rtmdet.utils.drawing import class_color
 from keras_rtmdet.utils.drawing import draw_detections
 from keras_rtmdet.utils.image_io import read_image
+from keras_rtmdet_cli import parity
+from keras_rtmdet_cli.main import main
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "det_mini_linear"
 MINI_ARCH = "0.167,0.125,1,false"
@@ -122,7 +122,7 @@ def test_convert_then_predict_writes_json(mini_preset, tmp_path, capsys):
     assert "Detections" in capsys.readouterr().out
 
     results = json.loads((out / "detections.json").read_text())
-    assert set(results) == {"model", "settings", "images", "errors"}
+    assert set(results) == {"model", "settings", "images", "videos", "errors"} and results["videos"] == []
     assert results["errors"] == [] and results["settings"]["score_threshold"] == 0.05
     by_name = {Path(entry["file"]).name: entry for entry in results["images"]}
     assert set(by_name) == {"wide.png", "tall.jpg"}

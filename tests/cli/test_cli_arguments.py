@@ -1,11 +1,11 @@
-"""Option values are checked by argparse (`keras_rtmdet.cli.arg_types`): usage error, exit code 2, the option named."""
+"""Option values are checked by argparse (`keras_rtmdet_cli.arg_types`): usage error, exit code 2, the option named."""
 
 import argparse
 
 import pytest
 
-from keras_rtmdet.cli import arg_types
-from keras_rtmdet.cli.main import build_parser
+from keras_rtmdet_cli import arg_types
+from keras_rtmdet_cli.main import build_parser
 
 pytestmark = pytest.mark.backend_independent
 

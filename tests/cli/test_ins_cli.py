@@ -1,4 +1,4 @@
-"""RTMDet-Ins through the command line (train, val, predict, demo) and the mask drawing / JSON helpers."""
+"""RTMDet-Ins through the command line (train, val, predict, demo) and the mask drawing."""
 
 import csv
 import json
@@ -6,13 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from keras_rtmdet.cli.main import main
-from keras_rtmdet.cli.predict import detection_records
-from keras_rtmdet.cli.predict import image_masks
 from keras_rtmdet.utils.drawing import class_color
 from keras_rtmdet.utils.drawing import draw_detections
 from keras_rtmdet.utils.image_io import read_image
 from keras_rtmdet.utils.image_io import write_image
+from keras_rtmdet_cli.main import main
 
 # 4 training images: one step an epoch at --batch-size 4 (8 gave two, checking nothing more);
 # the validation set is max(4, N // 4) = 4 images either way.
@@ -50,22 +48,6 @@ def test_draw_detections_fills_and_outlines_masks():
         draw_detections(image, boxes, [0.9, 0.5], [1, 2], masks=masks[:, :30])
     with pytest.raises(ValueError, match="mask_alpha"):
         draw_detections(image, boxes, [0.9, 0.5], [1, 2], masks=masks, mask_alpha=2.0)
-
-
-@pytest.mark.backend_independent
-def test_image_masks_and_rle_records():
-    masks = np.zeros((2, 3, 30, 40), bool)  # predict pads to the batch's largest image
-    masks[0, 1, 2:9, 3:7] = True
-    masks[0, 0, 20:, 30:] = True  # in the padding of a 20 x 30 image: cut away
-    outputs = {"num_detections": np.array([2, 3]), "masks": masks}
-    cut = image_masks(outputs, 0, 20, 30)
-    assert cut.shape == (2, 20, 30) and cut.dtype == bool and not cut[0].any()
-    assert image_masks({"num_detections": np.array([1])}, 0, 20, 30) is None
-    records = detection_records(np.zeros((2, 4)), [0.5, 0.4], [0, 1], ["a", "b"], cut)
-    assert records[1]["mask"]["size"] == [20, 30]
-    np.testing.assert_array_equal(_decode(records[1]["mask"]), cut[1])
-    json.dumps(records)  # the RLE counts are str, JSON-ready
-    assert "mask" not in detection_records(np.zeros((1, 4)), [0.5], [0])[0]
 
 
 # The command line's wiring, once: each backend's Ins training, evaluation and predict run in

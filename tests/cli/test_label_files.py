@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from keras_rtmdet.cli.label_files import label_lines
-from keras_rtmdet.cli.label_files import write_label_file
+from keras_rtmdet import Detections
+from keras_rtmdet_cli.label_files import label_lines
+from keras_rtmdet_cli.label_files import write_label_file
 
 pytestmark = pytest.mark.backend_independent
 
@@ -29,7 +30,7 @@ def test_rotated_boxes_become_their_four_corners():
 
 
 def test_an_image_without_detections_gets_an_empty_file(tmp_path):
-    empty = (np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,), int))
-    path = write_label_file(str(tmp_path), "photo.jpg", empty, 64, 48)
+    empty = Detections(np.zeros((0, 4)), [], [], image=np.zeros((48, 64, 3), np.uint8))
+    path = write_label_file(str(tmp_path), "photo", empty)
     assert path == str(tmp_path / "labels" / "photo.txt")
     assert (tmp_path / "labels" / "photo.txt").read_text() == ""

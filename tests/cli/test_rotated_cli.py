@@ -8,10 +8,6 @@ import numpy as np
 import pytest
 
 from keras_rtmdet import RTMDetRotated
-from keras_rtmdet.cli import train as train_cli
-from keras_rtmdet.cli.data_args import build_sources
-from keras_rtmdet.cli.main import build_parser
-from keras_rtmdet.cli.main import main
 from keras_rtmdet.data.dota import DotaSource
 from keras_rtmdet.ops.rotated_boxes import rboxes_to_polygons
 from keras_rtmdet.data.rotated_pipeline import rotated_train_pipeline
@@ -22,6 +18,10 @@ from keras_rtmdet.utils.drawing import class_color
 from keras_rtmdet.utils.drawing import draw_detections
 from keras_rtmdet.utils.image_io import read_image
 from keras_rtmdet.utils.image_io import write_image
+from keras_rtmdet_cli import train as train_cli
+from keras_rtmdet_cli.data_args import build_sources
+from keras_rtmdet_cli.main import build_parser
+from keras_rtmdet_cli.main import main
 from tests.test_case import tiny_model
 
 # 4 training images: one step an epoch at --batch-size 4; 4 validation images (max(4, N // 4)).
@@ -61,7 +61,8 @@ def test_rotated_train_val_predict(tmp_path, capsys, mini_rotated_preset):
     assert len(rows) == 1 and {"mAP50", "mAP75", "mmAP", "AP50_ship", "loss_bbox", "learning_rate"} <= set(rows[0])
     assert 0.0 <= float(rows[0]["mAP50"]) <= 1.0
     assert json.loads((run / "best" / "metadata.json").read_text())["mAP50"] == float(rows[0]["mAP50"])
-    for name in ("results.png", "args.json", "last/model.weights.h5", "train_log.csv"):
+    for name in ("results.png", "args.json", "last/model.weights.h5", "train_log.csv", "val_metrics.json",
+                 "val_precision_recall.png", "val_confusion_matrix.png"):
         assert (run / name).is_file(), name
     # The rotated recipe's learning rate: 0.004/16 at batch 8, here batch 4, during warm-up.
     assert float(rows[0]["learning_rate"]) <= 0.004 / 16 * 4 / 8 + 1e-9
@@ -72,6 +73,12 @@ def test_rotated_train_val_predict(tmp_path, capsys, mini_rotated_preset):
     assert "DOTA" in printed and "arrow" in printed and "AP50" in printed
     metrics = json.loads((tmp_path / "val" / "metrics.json").read_text())
     assert 0.0 <= metrics["mAP50"] <= 1.0 and {"mAP75", "mmAP", "per_class", "per_class_AP"} <= set(metrics)
+    assert set(metrics["per_class"]["ship"]) == {"AP", "AP50", "AP75", "ground_truths", "detections", "recall"}
+    assert set(metrics["pr_curves"]["classes"]) <= set(ROTATED_SHAPE_NAMES[:3])
+    assert metrics["confusion_matrix"]["classes"] == [*ROTATED_SHAPE_NAMES[:3], "background"]
+    assert np.asarray(metrics["confusion_matrix"]["matrix"]).shape == (4, 4)
+    for figure in ("precision_recall.png", "confusion_matrix.png"):
+        assert (tmp_path / "val" / figure).is_file(), figure
 
     images = tmp_path / "images"
     images.mkdir()

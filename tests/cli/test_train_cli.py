@@ -5,11 +5,12 @@ import csv
 import json
 import os
 
+import cv2
 import keras
 import pytest
 
-from keras_rtmdet.cli.main import main
-from keras_rtmdet.cli.train import add_parser
+from keras_rtmdet_cli.main import main
+from keras_rtmdet_cli.train import add_parser
 
 # 4 training images: one step an epoch at --batch-size 4 (8 gave two, checking nothing more);
 # the validation set is max(4, N // 4) = 4 images either way.
@@ -95,13 +96,33 @@ def test_demo_wiring(tmp_path, capsys, monkeypatch):
     assert main(["demo", *args]) == 0
     assert type(seen["model"]) is RTMDet and isinstance(seen["source"], SyntheticShapesSource)
     assert isinstance(seen["kwargs"]["val_source"], SyntheticShapesSource) and seen["kwargs"]["epochs"] == 1
+    assert seen["kwargs"]["stage2_epochs"] == 0
     assert "Final box AP" in capsys.readouterr().out
-    assert len(list((out / "val_predictions").glob("*.jpg"))) == 6
+    pictures = sorted((out / "val_predictions").glob("*.jpg"))
+    assert len(pictures) == 6
+    # Ground truth beside prediction, each panel enlarged from 48-64 pixels to at least 320.
+    height, width = cv2.imread(str(pictures[0])).shape[:2]
+    assert height >= 320 and width >= 2 * 320
+
+
+@pytest.mark.backend_independent
+def test_demo_schedule_is_the_tasks_short_one_or_half_light():
+    from keras_rtmdet_cli.demo import TASK_SCHEDULES
+    from keras_rtmdet_cli.demo import demo_schedule
+
+    assert demo_schedule("det") == TASK_SCHEDULES["det"] == (40, 20)
+    assert demo_schedule("ins", epochs=30) == (30, 15)
+    assert demo_schedule("det", epochs=30, stage2_epochs=3) == (30, 3)
+    assert demo_schedule("rot") == (20, None) and demo_schedule("rot", epochs=5) == (5, None)
+    with pytest.raises(ValueError, match="--task rot trains in one stage"):
+        demo_schedule("rot", stage2_epochs=2)
+    with pytest.raises(ValueError, match=r"--stage2-epochs must be in \[0, --epochs=10\], got 11"):
+        demo_schedule("det", epochs=10, stage2_epochs=11)
 
 
 @pytest.mark.backend_independent
 def test_run_folders_increment_and_are_never_overwritten_silently(tmp_path, monkeypatch, capsys):
-    from keras_rtmdet.cli.train import _run_arguments
+    from keras_rtmdet_cli.train import _run_arguments
 
     monkeypatch.chdir(tmp_path)
 
@@ -128,7 +149,7 @@ def test_run_folders_increment_and_are_never_overwritten_silently(tmp_path, monk
 
 @pytest.mark.backend_independent
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch, capsys):
-    from keras_rtmdet.cli import train as train_command
+    from keras_rtmdet_cli import train as train_command
     from keras_rtmdet.training.stop_conditions import TrainingInterrupted
 
     out = tmp_path / "run"

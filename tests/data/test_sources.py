@@ -233,7 +233,7 @@ def test_stream_without_corrupt_images_keeps_the_seeded_order(tmp_path):
 def test_dataset_report_counts_and_table(tmp_path):
     from rich.console import Console
 
-    from keras_rtmdet.cli.dataset_table import dataset_report_table
+    from keras_rtmdet_cli.dataset_table import dataset_report_table
 
     path = write_coco(tmp_path)
     data = json.loads(path.read_text())

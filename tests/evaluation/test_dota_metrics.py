@@ -90,16 +90,16 @@ def test_evaluate_dota_thresholds_classes_and_ignore():
     assert results["mAP70"] == pytest.approx(0.5) and results["mAP75"] == pytest.approx(0.5)
     assert results["mmAP"] == pytest.approx((10 + 4) / 20) and results["mAP"] == pytest.approx(results["mmAP"])
     assert results["per_class"]["y"] == {
-        "num_gts": 1,
-        "num_dets": 1,
-        "recall": 1.0,
+        "AP": 0.4,
         "AP50": 1.0,
         "AP75": 0.0,
-        "mmAP": 0.4,
+        "ground_truths": 1,
+        "detections": 1,
+        "recall": 1.0,
     }
     # The difficult GT counts with MMRotate's default threshold (100): y's recall halves.
     default = evaluate_dota(detections, annotations, 3, iou_thresholds=[0.5])
-    assert default["per_class"]["1"]["num_gts"] == 2 and default["mAP50"] == pytest.approx(0.75)
+    assert default["per_class"]["1"]["ground_truths"] == 2 and default["mAP50"] == pytest.approx(0.75)
     assert math.isnan(default["mAP75"]) and math.isnan(default["mmAP"])
     with pytest.raises(ValueError, match=r"labels outside \[0, 1\)"):
         evaluate_dota(detections, annotations, 1, iou_thresholds=[0.5])
@@ -108,7 +108,7 @@ def test_evaluate_dota_thresholds_classes_and_ignore():
     console = Console(record=True, width=120)
     print_dota_table(results, console=console)
     text = console.export_text()
-    assert "mmAP" in text and "0.700" in text and "—" in text
+    assert "mmAP" in text and "ground truths" in text and "0.700" in text and "—" in text
 
 
 def brute_force_nms(boxes, scores, labels, threshold):
@@ -263,7 +263,7 @@ def test_evaluate_dota_model_on_a_source(tmp_path):
     truth = {i: source.annotations(i) for i in source.image_ids}
     results = evaluate_dota_model(OracleModel(truth), source, batch_size=2, verbose=0, print_table=False)
     assert results["mAP50"] == pytest.approx(1.0) and results["mmAP"] == pytest.approx(1.0)
-    assert results["per_class"]["plane"]["num_gts"] == 2 and math.isnan(results["per_class_AP"]["bridge"])
+    assert results["per_class"]["plane"]["ground_truths"] == 2 and math.isnan(results["per_class_AP"]["bridge"])
 
 
 def test_submission_files(tmp_path):

@@ -58,14 +58,14 @@ def gt_and_stats(tmp_path):
     return coco_evaluate(gt, results)
 
 
-def test_confusion_matrix_counts_as_mmdetection(tmp_path):
-    # Image 1: a cat and a dog. Image 2: a bird, a cat, and a crowd dog (not a ground truth here).
+def test_confusion_matrix_counts_as_mmdetection_crowds_ignored(tmp_path):
+    # Image 1: a cat and a dog. Image 2: a bird, a cat, and a crowd dog (an ignored region, as in the AP).
     gt = write_coco(tmp_path, OBJECTS)
     results = [
         result(1, 3, [4, 4, 20, 20], 0.9),  # cat → cat
         result(1, 12, [34, 30, 24, 28], 0.8),  # the dog, called a bird
         result(2, 12, [10, 10, 40, 40], 0.95),  # bird → bird
-        result(2, 7, [40, 0, 24, 24], 0.6),  # on the crowd dog: nothing to match → background
+        result(2, 7, [40, 0, 24, 24], 0.6),  # on the crowd dog: not counted
         result(3, 3, [0, 0, 30, 30], 0.5),  # an empty image → background
         result(2, 3, [2, 52, 10, 10], 0.2),  # the second cat, below the score threshold → the cat is missed
     ]
@@ -75,7 +75,6 @@ def test_confusion_matrix_counts_as_mmdetection(tmp_path):
     expected[cat, cat] = 1
     expected[dog, bird] = 1
     expected[bird, bird] = 1
-    expected[background, dog] = 1
     expected[background, cat] = 1
     expected[dog, background] = 1  # no dog detection matched the dog
     expected[cat, background] = 1  # the second cat

@@ -5,7 +5,7 @@ import json
 import pytest
 import tensorflow as tf
 
-from keras_rtmdet.cli.main import main
+from keras_rtmdet_cli.main import main
 from tests.export.export_cases import SERVED
 from tests.export.export_cases import assert_raw_close
 from tests.export.export_cases import assert_same_detections

@@ -13,6 +13,7 @@ from keras_rtmdet.models import compiled_step
 from keras_rtmdet.models.compiled_step import COMPILING_BACKENDS
 from keras_rtmdet.models.compiled_step import compile_step
 from keras_rtmdet.utils.detection_matching import match_detections
+from tests.test_case import CountedPostprocess
 from tests.test_case import load_fixture
 from tests.test_case import reference_model
 from tests.test_case import to_numpy
@@ -31,25 +32,6 @@ def case():
     model = reference_model(fx)
     images = [fx["inputs"]["pipe_raw_image_0"], fx["inputs"]["pipe_raw_image_1"]]
     return model, images
-
-
-class CountedPostprocess:
-    """Counts the runs of `model.postprocess`: once per trace of a compiled step, once per call of an eager one."""
-
-    def __init__(self, model):
-        self.model, self.runs = model, 0
-        self.original = model.postprocess
-
-    def __enter__(self):
-        def counted(*args, **kwargs):
-            self.runs += 1
-            return self.original(*args, **kwargs)
-
-        self.model.postprocess = counted
-        return self
-
-    def __exit__(self, *exc):
-        del self.model.postprocess
 
 
 def eager_detections(model, images, **settings):

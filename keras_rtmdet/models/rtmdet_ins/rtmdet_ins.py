@@ -129,20 +129,25 @@ class RTMDetIns(RTMDet):
         H, W are the largest original height and width of the batch; image
         b's masks fill `[:n_b, :h_b, :w_b]`, the rest is False. Images that
         share their resize (same size) are pasted in one batched call on the
-        device; the padded detections' logits (−1) paste to False.
+        device; the padded detections' logits (−1) paste to False. Only
+        the slots some image of the batch fills are pasted and copied to the
+        host: pasting all K slots of a (1, 100, 480, 640) batch cost 20–55 ms
+        on an H100 against a 5–10 ms step.
         """
         logits = outputs["mask_logits"]
         out = super().finalize_predictions({k: v for k, v in outputs.items() if k != "mask_logits"})
-        batch = logits.shape[0]
+        batch, slots = logits.shape[:2]
+        filled = max(1, int(np.max(out["num_detections"], initial=0)))
+        logits = logits[:, :filled]
         resizes = _per_image_resizes(batch, scale_factors, original_sizes)
         if len({tuple(None if v is None else tuple(np.ravel(v)) for v in resize) for resize in resizes}) == 1:
-            out["masks"] = ops.convert_to_numpy(self._paste(logits, *resizes[0]))
-            return out
-        per_image = [ops.convert_to_numpy(self._paste(logits[b], *resizes[b])) for b in range(batch)]
-        height, width = max(m.shape[1] for m in per_image), max(m.shape[2] for m in per_image)
-        masks = np.zeros((batch, logits.shape[1], height, width), bool)
-        for b, m in enumerate(per_image):
-            masks[b, :, : m.shape[1], : m.shape[2]] = m
+            pasted = [(slice(None), ops.convert_to_numpy(self._paste(logits, *resizes[0])))]
+        else:
+            pasted = [(b, ops.convert_to_numpy(self._paste(logits[b], *resizes[b]))) for b in range(batch)]
+        height, width = max(m.shape[-2] for _, m in pasted), max(m.shape[-1] for _, m in pasted)
+        masks = np.zeros((batch, slots, height, width), bool)
+        for rows, m in pasted:
+            masks[rows, :filled, : m.shape[-2], : m.shape[-1]] = m
         out["masks"] = masks
         return out
 

@@ -12,30 +12,25 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from keras_rtmdet.cli.arg_types import image_size
-from keras_rtmdet.cli.arg_types import positive_int
-from keras_rtmdet.cli.arg_types import probability
-from keras_rtmdet.export.export import EXPORT_FORMATS
+from keras_rtmdet_cli.arg_types import positive_int
+from keras_rtmdet_cli.arg_types import probability
+from keras_rtmdet_cli.predict import add_model_arguments
 
+# `keras_rtmdet.export.export.EXPORT_FORMATS`, written out so that `--help` needs no library
+# (tests/cli/test_cli_help.py checks that the two lists are the same).
+EXPORT_FORMATS = ("saved_model", "onnx", "tf_trt", "tensorrt")
 HELP = "export a detector for serving (SavedModel, ONNX, TF-TRT, TensorRT) with preprocessing and NMS inside"
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser("export", help=HELP, description=HELP)
-    parser.add_argument("--preset", required=True, help="built-in preset name or a preset directory")
-    parser.add_argument("--checkpoint", metavar="PTH", help="MMDetection .pth to load into the preset's architecture")
+    add_model_arguments(parser)
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="saved_model", help="artefact (default saved_model)")
     parser.add_argument("--out", required=True, help="SavedModel directory, or .onnx / .engine file")
     parser.add_argument("--raw", action="store_true", help="ONNX/TensorRT: decoded boxes and scores, NMS left to the server")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), help="served image size (default: the model's)")
     size.add_argument("--dynamic-size", action="store_true", help="serve images of any size (TensorFlow graphs, RTMDet)")
-    parser.add_argument(
-        "--image-size",
-        type=image_size,
-        metavar="SIZE",
-        help="network input size, SIZE or H,W, multiples of 32 (default: the preset's)",
-    )
     parser.add_argument("--batch-size", type=positive_int, help="fixed batch size (default: any; 1 on torch's ONNX exporter)")
     parser.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="of the served images")
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="tf_trt / tensorrt kernels")
@@ -49,11 +44,11 @@ def add_parser(subparsers):
 def run(args):
     import keras
 
-    out, err = Console(), Console(stderr=True)
-    from keras_rtmdet.cli.predict import load_model
     from keras_rtmdet.export.export import export
     from keras_rtmdet.export.metadata import metadata_path
+    from keras_rtmdet_cli.predict import load_model
 
+    out, err = Console(), Console(stderr=True)
     started = time.perf_counter()
     try:
         model = load_model(args.preset, args.checkpoint, args.image_size)

@@ -7,7 +7,7 @@ COCO JSON, tensorflow-datasets or the synthetic shapes.
 
 import argparse
 
-from keras_rtmdet.cli.arg_types import positive_int
+from keras_rtmdet_cli.arg_types import positive_int
 
 
 def add_data_arguments(parser, train=True):

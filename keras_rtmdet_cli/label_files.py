@@ -33,12 +33,13 @@ def label_lines(boxes, scores, labels, width, height, with_score=False):
     return lines
 
 
-def write_label_file(out_dir, image_output_name, detections, width, height, with_score=False):
-    """Write `out_dir/labels/<image output stem>.txt`; return its path."""
+def write_label_file(out_dir, stem, found, with_score=False):
+    """Write `out_dir/labels/<stem>.txt` of `found`, a `Detections` with its image attached; return its path."""
     folder = os.path.join(out_dir, LABELS_DIR)
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, os.path.splitext(image_output_name)[0] + ".txt")
-    lines = label_lines(*detections, width, height, with_score)
+    path = os.path.join(folder, stem + ".txt")
+    height, width = found.image_size
+    lines = label_lines(found.boxes, found.scores, found.labels, width, height, with_score)
     with open(path, "w") as f:
         f.write("".join(line + "\n" for line in lines))
     return path

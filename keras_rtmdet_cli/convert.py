@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from keras_rtmdet.cli.arg_types import image_size
-from keras_rtmdet.cli.arg_types import positive_int
+from keras_rtmdet_cli.arg_types import image_size
+from keras_rtmdet_cli.arg_types import positive_int
 
 HELP = "convert an MMDetection .pth checkpoint into a Keras preset directory"
 _TRUE, _FALSE = ("true", "1", "yes", "y"), ("false", "0", "no", "n")

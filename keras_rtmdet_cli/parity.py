@@ -16,20 +16,10 @@ import os
 import zipfile
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
-
-from keras_rtmdet.cli.predict import image_detections
-from keras_rtmdet.cli.predict import save_image_result
-from keras_rtmdet.cli.predict import write_results
-from keras_rtmdet.models.reference_fixture import model_from_fixture_meta
-from keras_rtmdet.models.reference_fixture import test_cfg_settings
-from keras_rtmdet.utils.detection_matching import BOX_TOLERANCE_PX
-from keras_rtmdet.utils.detection_matching import SCORE_TOLERANCE
-from keras_rtmdet.utils.detection_matching import match_detections
 
 FIXTURE_NAME = "det_mini_linear"
 # What the check reads of a fixture folder (a reference dump also has features.npz and head.npz).
@@ -63,6 +53,10 @@ def read_fixture(fixture):
     and preds.npz's `img{i}_bboxes/scores/labels`. Raises FileNotFoundError or
     ValueError, naming the folder, when it is not a readable fixture.
     """
+    import numpy as np
+
+    from keras_rtmdet.models.reference_fixture import test_cfg_settings
+
     fixture = Path(fixture)
     if not fixture.is_dir():
         raise FileNotFoundError(f"Fixture directory not found: {fixture}")
@@ -86,6 +80,8 @@ def read_fixture(fixture):
 
 def build_preset(fixture, meta, preset_dir):
     """Convert the fixture's checkpoint and save it as a preset; return the number of tensors converted."""
+    from keras_rtmdet.models.reference_fixture import model_from_fixture_meta
+
     try:
         model = model_from_fixture_meta(meta)
     except (KeyError, TypeError) as error:
@@ -111,13 +107,24 @@ def compare_and_save(model, outputs, images_bgr, reference, out_dir):
 
     Returns: (rich table, detections.json `images` entries, whether all match).
     """
+    import numpy as np
+
+    from keras_rtmdet.models.detections import detections_from_predictions
+    from keras_rtmdet.utils.detection_matching import BOX_TOLERANCE_PX
+    from keras_rtmdet.utils.detection_matching import SCORE_TOLERANCE
+    from keras_rtmdet.utils.detection_matching import match_detections
+    from keras_rtmdet_cli.detection_files import save_image_result
+
     title = f"Keras vs MMDetection (box ≤ {BOX_TOLERANCE_PX} px, score ≤ {SCORE_TOLERANCE:g})"
     table = Table(title=title)
     for column in ("image", "#ours", "#reference", "#matched", "max box Δ (px)", "max score Δ"):
         table.add_column(column, justify="left" if column == "image" else "right")
+    images_rgb = [np.ascontiguousarray(image[..., ::-1]) for image in images_bgr]
+    sources = [f"inputs.npz:raw_images[{i}]" for i in range(len(images_bgr))]
+    found = detections_from_predictions(outputs, images_rgb, sources, model.class_names)
     results, all_match = [], True
-    for i, image_bgr in enumerate(images_bgr):
-        ours = image_detections(outputs, i)
+    for i, detections in enumerate(found):
+        ours = (detections.boxes, detections.scores, detections.labels)
         ref = tuple(reference[f"img{i}_{key}"] for key in ("bboxes", "scores", "labels"))
         result = match_detections(ours, ref)
         matched, box_delta, score_delta = result["matched"], result["max_box_delta"], result["max_score_delta"]
@@ -133,14 +140,15 @@ def compare_and_save(model, outputs, images_bgr, reference, out_dir):
             f"{box_delta:.2e}",
             f"{score_delta:.2e}",
         )
-        image_rgb = np.ascontiguousarray(image_bgr[..., ::-1])
-        path = os.path.join(out_dir, f"{name}.jpg")
-        source = f"inputs.npz:raw_images[{i}]"
-        results.append(save_image_result(image_rgb, ours, model.class_names, path, source))
+        results.append(save_image_result(detections, os.path.join(out_dir, f"{name}.jpg")))
     return table, results, all_match
 
 
 def run(args):
+    from keras_rtmdet import RTMDet
+    from keras_rtmdet.models.reference_fixture import test_cfg_settings
+    from keras_rtmdet_cli.detection_files import write_results
+
     out, err = Console(), Console(stderr=True)
     out.print(
         Panel(
@@ -158,8 +166,6 @@ def run(args):
     except (ValueError, OSError, KeyError, ImportError) as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
-    from keras_rtmdet import RTMDet
-
     # Detect with the reloaded preset, so the save/load round trip is checked too.
     model = RTMDet.from_preset(preset_dir)
     settings = test_cfg_settings(meta["test_cfg"])

@@ -26,12 +26,12 @@ import shutil
 from rich.console import Console
 from rich.markup import escape
 
-from keras_rtmdet.cli.arg_types import multiple_of_32
-from keras_rtmdet.cli.arg_types import non_negative_int
-from keras_rtmdet.cli.arg_types import positive_int
-from keras_rtmdet.cli.data_args import add_data_arguments
-from keras_rtmdet.cli.run_folders import add_output_arguments
-from keras_rtmdet.cli.data_args import build_sources
+from keras_rtmdet_cli.arg_types import multiple_of_32
+from keras_rtmdet_cli.arg_types import non_negative_int
+from keras_rtmdet_cli.arg_types import positive_int
+from keras_rtmdet_cli.data_args import add_data_arguments
+from keras_rtmdet_cli.data_args import build_sources
+from keras_rtmdet_cli.run_folders import add_output_arguments
 
 HELP = (
     "train an RTMDet detector, RTMDet-Ins instance segmenter or RTMDet-R rotated detector "
@@ -82,7 +82,7 @@ def add_parser(subparsers):
         "--devices",
         type=device_count,
         help="data-parallel over N local GPUs, or 'all' (JAX, TensorFlow; --batch-size is the global batch). "
-        "PyTorch: launch with `torchrun --nproc-per-node N -m keras_rtmdet.cli.main train ...` instead",
+        "PyTorch: launch with `torchrun --nproc-per-node N -m keras_rtmdet_cli train ...` instead",
     )
     add_output_arguments(run, DEFAULT_OUT, "a finished run (its files are replaced)")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -171,22 +171,20 @@ def build_model(args, num_classes, class_names, task="det"):
 
 
 def draw_validation_images(model, source, out_dir, count):
-    """Predict on the first `count` validation images and write them with boxes (and masks) drawn; return the paths."""
-    from keras_rtmdet.cli.predict import image_detections
-    from keras_rtmdet.cli.predict import image_masks
-    from keras_rtmdet.utils.drawing import draw_detections
+    """Write the first `count` validation images as ground truth beside the model's detections (score ≥ 0.3,
+    masks included), at least 320 pixels high; return the paths."""
+    from keras_rtmdet.utils.comparison_drawing import draw_ground_truth_and_prediction
     from keras_rtmdet.utils.image_io import write_image
 
     os.makedirs(out_dir, exist_ok=True)
     ids = list(source.image_ids)[:count]
     images = [source.load_image(i) for i in ids]
-    outputs = model.predict(images, verbose=0, score_threshold=0.3)
     paths = []
-    for n, (image_id, image) in enumerate(zip(ids, images)):
-        path = os.path.join(out_dir, f"{image_id}.jpg")
-        masks = image_masks(outputs, n, *image.shape[:2])
-        write_image(path, draw_detections(image, *image_detections(outputs, n), model.class_names, masks=masks))
-        paths.append(path)
+    for image_id, image, found in zip(ids, images, model.detect_images(images, verbose=0, score_threshold=0.3)):
+        prediction = {"boxes": found.boxes, "scores": found.scores, "labels": found.labels, "masks": found.masks}
+        picture = draw_ground_truth_and_prediction(image, source.annotations(image_id), prediction, model.class_names)
+        paths.append(os.path.join(out_dir, f"{image_id}.jpg"))
+        write_image(paths[-1], picture)
     return paths
 
 
@@ -225,8 +223,8 @@ def _interrupted_line(interrupt, out):
 
 def _run_arguments(args):
     """The run's arguments: a resumed run's saved ones, else these with the run folder settled (see `--out`)."""
-    from keras_rtmdet.cli.run_folders import next_free_folder
     from keras_rtmdet.training.run_checkpoint import BACKUP_DIR
+    from keras_rtmdet_cli.run_folders import next_free_folder
 
     interrupted = args.out is not None and os.path.isdir(os.path.join(args.out, BACKUP_DIR))
     if args.resume:
@@ -302,8 +300,8 @@ def _train(args, task, out, err):
 
 def print_dataset_reports(console, train_source, val_source):
     """The label scan of the training (and validation) data, before training starts."""
-    from keras_rtmdet.cli.dataset_table import dataset_report_table
     from keras_rtmdet.data.dataset_report import dataset_report
+    from keras_rtmdet_cli.dataset_table import dataset_report_table
 
     for role, source in (("Training", train_source), ("Validation", val_source)):
         if source is not None:

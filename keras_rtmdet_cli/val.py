@@ -11,9 +11,12 @@ and their figures, `precision_recall.png` and `confusion_matrix.png`.
 A rotated model (RTMDet-R) is evaluated on `--dota IMAGE_DIR ANN_DIR` (class
 names: the model's, or `--dota-classes`) or `--synthetic`, with
 `evaluate_dota_model` (VOC-style area AP of rotated IoU, patches as they
-are): the DOTA table (per class: GTs, detections, recall,
-AP50, AP75, mmAP; then mAP50, mAP75, mmAP) and metrics.json with `mAP50`,
-`mAP75`, `mmAP`, `mAP`, `mAP50` ... `mAP95`, `per_class_AP` and `per_class`.
+are): the DOTA table (per class: AP@[.5:.95], AP50, AP75, ground truths,
+detections, recall; then mmAP, mAP50, mAP75) and metrics.json with `mAP50`,
+`mAP75`, `mmAP`, `mAP`, `mAP50` ... `mAP95`, `per_class_AP` (AP50),
+`per_class`, `pr_curves` and the rotated-box `confusion_matrix` (same
+counting with rotated IoU; ignored (difficult) objects are ignore regions),
+with the same two figures.
 """
 
 import argparse
@@ -23,14 +26,13 @@ import os
 from rich.console import Console
 from rich.markup import escape
 
-from keras_rtmdet.cli.run_folders import add_output_arguments
-from keras_rtmdet.cli.run_folders import output_folder
-from keras_rtmdet.cli.arg_types import image_size
-from keras_rtmdet.cli.arg_types import positive_int
-from keras_rtmdet.cli.arg_types import probability
-from keras_rtmdet.cli.data_args import add_data_arguments
-from keras_rtmdet.cli.data_args import build_sources
-from keras_rtmdet.evaluation.evaluation_plots import write_evaluation_figures
+from keras_rtmdet_cli.arg_types import image_size
+from keras_rtmdet_cli.arg_types import positive_int
+from keras_rtmdet_cli.arg_types import probability
+from keras_rtmdet_cli.data_args import add_data_arguments
+from keras_rtmdet_cli.data_args import build_sources
+from keras_rtmdet_cli.run_folders import add_output_arguments
+from keras_rtmdet_cli.run_folders import output_folder
 
 HELP = "evaluate a model with COCO metrics (DOTA metrics for a rotated model) on a validation set"
 DEFAULT_OUT = os.path.join("runs", "val")
@@ -77,6 +79,7 @@ def run(args):
     except (ValueError, OSError, ImportError, argparse.ArgumentTypeError) as error:
         err.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
         return 2
+    from keras_rtmdet.evaluation.evaluation_plots import write_evaluation_figures
     from keras_rtmdet.evaluation.protocols import evaluate_model
 
     settings = {} if args.score_thr is None else {"score_threshold": args.score_thr}

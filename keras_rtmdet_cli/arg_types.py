@@ -3,13 +3,11 @@
 Each parses one option's text and applies the same rule as the API
 (`keras_rtmdet.utils.input_checks`), so a bad value stops at argument
 parsing with argparse's usage error (exit code 2) naming the option.
+The rule is imported when a value is parsed, never when the parsers are
+built: `--help` stays free of the library (and of Keras).
 """
 
 import argparse
-
-from keras_rtmdet.utils.input_checks import check_image_size
-from keras_rtmdet.utils.input_checks import check_number
-from keras_rtmdet.utils.input_checks import check_positive_int
 
 
 def _parse(text, convert, what):
@@ -29,6 +27,8 @@ def _checked(check, *args):
 
 def positive_int(text):
     """An integer ≥ 1 (batch sizes, counts)."""
+    from keras_rtmdet.utils.input_checks import check_positive_int
+
     return _checked(check_positive_int, _parse(text, int, "a positive integer"), "the value")
 
 
@@ -42,17 +42,23 @@ def non_negative_int(text):
 
 def probability(text):
     """A finite number in [0, 1] (score and IoU thresholds)."""
+    from keras_rtmdet.utils.input_checks import check_number
+
     return _checked(check_number, _parse(text, float, "a number in [0, 1]"), "the value", 0, 1)
 
 
 def multiple_of_32(text):
     """One image side: a positive multiple of 32 (the largest stride); the error names the nearest ones."""
+    from keras_rtmdet.utils.input_checks import check_image_size
+
     side = _parse(text, int, "a positive multiple of 32")
     return _checked(check_image_size, side, "the size")[0]
 
 
 def image_size(text):
     """`"640"` → (640, 640); `"480,640"` or `"480x640"` → (height, width); multiples of 32."""
+    from keras_rtmdet.utils.input_checks import check_image_size
+
     parts = text.lower().replace("x", ",").split(",")
     sides = tuple(_parse(part, int, "SIZE or HEIGHT,WIDTH (multiples of 32)") for part in parts)
     if len(sides) not in (1, 2):
