@@ -108,7 +108,6 @@ def test_start_up_lines_are_dropped_and_the_rest_kept(capfd):
 
 def test_tensorflow_starting_during_the_parse_prints_only_the_usage_error(capsys):
     # `--batch-size 0` is refused by the library's own rule, whose import starts TensorFlow (the backend there).
-    pytest.importorskip("tensorflow")
     argv = ["val", "--preset", "p", "--batch-size", "0"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(argv)

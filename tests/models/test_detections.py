@@ -102,7 +102,6 @@ def test_rotated_detections_give_rboxes_and_polygons():
 
 @pytest.mark.backend_independent
 def test_dataframe_columns():
-    pytest.importorskip("pandas")
     frame = hand_made().to_dataframe()
     assert list(frame.columns) == ["label", "class_name", "score", "x1", "y1", "x2", "y2"]
     assert frame["class_name"].tolist() == ["dog", "bird"]
