@@ -1,4 +1,4 @@
-"""Export of RTMDet detectors for serving: SavedModel, ONNX, TF-TRT and TensorRT (`export`)."""
+"""Export of RTMDet detectors for serving: SavedModel, ONNX, LiteRT, OpenVINO, TF-TRT and TensorRT (`export`)."""
 
 from keras_rtmdet.export.export import EXPORT_FORMATS
 from keras_rtmdet.export.export import export

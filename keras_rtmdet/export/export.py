@@ -7,14 +7,24 @@ import tempfile
 
 import keras
 
+from keras_rtmdet.export.calibration import DEFAULT_CALIBRATION_IMAGES
 from keras_rtmdet.export.metadata import export_metadata
 from keras_rtmdet.export.metadata import metadata_path
 from keras_rtmdet.export.metadata import write_metadata
 
-EXPORT_FORMATS = ("saved_model", "onnx", "tf_trt", "tensorrt")
-FORMAT_ALIASES = {"tf_saved_model": "saved_model", "engine": "tensorrt", "tftrt": "tf_trt"}
+EXPORT_FORMATS = ("saved_model", "onnx", "litert", "openvino", "tf_trt", "tensorrt")
+FORMAT_ALIASES = {"tf_saved_model": "saved_model", "engine": "tensorrt", "tftrt": "tf_trt", "tflite": "litert"}
 # Formats whose graph TensorFlow itself must trace.
-TENSORFLOW_FORMATS = ("saved_model", "tf_trt")
+TENSORFLOW_FORMATS = ("saved_model", "tf_trt", "litert")
+# The precisions each format is written in (INT8: post-training quantization on calibration images).
+FORMAT_PRECISIONS = {
+    "saved_model": ("fp32",),
+    "onnx": ("fp32", "int8"),
+    "litert": ("fp32", "fp16", "int8"),
+    "openvino": ("fp32", "fp16", "int8"),
+    "tf_trt": ("fp32", "fp16"),
+    "tensorrt": ("fp32", "fp16"),
+}
 
 
 def _check_detector(model):
@@ -22,8 +32,6 @@ def _check_detector(model):
 
     if not isinstance(model, DenseDetector):
         raise TypeError(f"Export serves RTMDet detectors (a DenseDetector); got {type(model).__name__}.")
-    if model.variant.export_refusal:
-        raise TypeError(f"Cannot export this {model.variant.display_name}: {model.variant.export_refusal}")
 
 
 def export(
@@ -37,22 +45,33 @@ def export(
     channel_order="rgb",
     precision="fp32",
     opset=None,
+    calibration=None,
+    calibration_count=DEFAULT_CALIBRATION_IMAGES,
     verbose=True,
 ):
     """Export a detector for serving on raw uint8 images (preprocessing in the graph).
 
     Args:
-        model: an `RTMDet` or `RTMDetIns` (post-processing settings as they
-            should be served: `score_threshold`, `iou_threshold`, ...).
+        model: an `RTMDet`, `RTMDetIns` or `RTMDetRotated` (post-processing
+            settings as they should be served: `score_threshold`,
+            `iou_threshold`, ...).
         path: a directory (`saved_model`, `tf_trt`) or a file (`onnx`,
-            `tensorrt`).
+            `litert` `.tflite`, `openvino` `.xml` (its weights beside it as
+            `.bin`), `tensorrt`).
         format: `"saved_model"` (TensorFlow; signatures `serving_default`
-            end-to-end and `raw`), `"onnx"`, `"tf_trt"` (TensorFlow with
-            TensorRT, ≤ 2.17, GPU) or `"tensorrt"` (an engine from the ONNX;
-            the `tensorrt` package and a GPU).
-        nms: ONNX / TensorRT: end-to-end detections with the NMS in the graph
-            (True) or the raw decoded boxes and scores (False). A SavedModel
-            has both signatures.
+            end-to-end and `raw`), `"onnx"`, `"litert"` (LiteRT / TFLite,
+            built-in operators only), `"openvino"` (OpenVINO IR),
+            `"tf_trt"` (TensorFlow with TensorRT, ≤ 2.17, GPU) or
+            `"tensorrt"` (an engine from the ONNX; the `tensorrt` package
+            and a GPU).
+        nms: ONNX / OpenVINO / TensorRT: end-to-end detections with the NMS
+            in the graph (True) or the raw decoded boxes and scores (False).
+            A SavedModel has both signatures; LiteRT is end-to-end.
+            RTMDet-R's boxes are (B, K, 5) rboxes and its rotated NMS is a
+            loop of standard operators (ONNX `Loop`, LiteRT `WHILE`, TF's
+            overlaps NMS in a SavedModel); torch's ONNX exporter cannot
+            write that loop, so its end-to-end ONNX is exported from
+            TensorFlow or JAX (`nms=False` works on torch).
         input_size: (H, W) of the images served; default the model's
             `image_size`. Images of another size are letterboxed into the
             network input as `predict` does.
@@ -60,18 +79,25 @@ def export(
             `saved_model`, `tf_trt`, and `onnx` from the TensorFlow backend;
             RTMDet only, as masks need a fixed size).
         batch_size: fixed batch size, or None for any (not on torch's ONNX
-            exporter, which fixes it; default 1 there).
+            exporter, which fixes it; default 1 there; LiteRT: default 1).
         channel_order: `"rgb"` or `"bgr"`, the order of the served images.
-        precision: `"fp32"` or `"fp16"` for `tf_trt` and `tensorrt`.
+        precision: `"fp32"`, `"fp16"` or `"int8"`, as `FORMAT_PRECISIONS`
+            allows per format. INT8 is post-training quantization of the
+            network on `calibration` images; the letterbox and the NMS tail
+            stay in float.
         opset: ONNX opset (default: the backend exporter's).
+        calibration: INT8 only: the calibration images (an image folder,
+            `"synthetic"`, `"tfds:NAME[:SPLIT]"`, a `DetectionSource` or
+            uint8 arrays; `keras_rtmdet.export.calibration`).
+        calibration_count: how many of them to use (default 200).
 
     The metadata (class names, thresholds, input and output descriptions)
     is written beside the artefact as JSON (`metadata_path`) and, for ONNX,
     also into the model's `metadata_props`.
 
-    Models on the torch or JAX backend export `saved_model` / `tf_trt` by
-    saving their weights and re-running the export in a TensorFlow
-    subprocess (TensorFlow must be installed).
+    Models on the torch or JAX backend export `saved_model`, `tf_trt` and
+    `litert` by saving their weights and re-running the export in a
+    TensorFlow subprocess (TensorFlow must be installed).
 
     Returns: the path written.
     """
@@ -81,9 +107,18 @@ def export(
     _check_detector(model)
     if channel_order not in ("rgb", "bgr"):
         raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}.")
-    if precision not in ("fp32", "fp16"):
-        raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}.")
+    if precision not in FORMAT_PRECISIONS[format]:
+        raise ValueError(f"{format} is exported in {' / '.join(FORMAT_PRECISIONS[format])}, not {precision!r}.")
+    if precision == "int8" and calibration is None:
+        raise ValueError(
+            "INT8 export needs calibration images (calibration=): an image folder, 'synthetic', "
+            "'tfds:NAME[:SPLIT]' or uint8 arrays, a few hundred like the served ones."
+        )
+    if precision != "int8" and calibration is not None:
+        raise ValueError(f"calibration images are for precision='int8', not {precision!r}.")
     input_size = None if dynamic_size else tuple(int(s) for s in (input_size or model.image_size))
+    if format == "litert" and batch_size is None:
+        batch_size = 1  # LiteRT's interpreter allocates fixed shapes
     options = {
         "nms": nms,
         "input_size": input_size,
@@ -91,6 +126,7 @@ def export(
         "channel_order": channel_order,
         "precision": precision,
         "opset": opset,
+        "calibration": None,
     }
     if format == "tf_trt":
         from keras_rtmdet.export.tensorrt import tf_trt_available
@@ -98,10 +134,31 @@ def export(
         available, reason = tf_trt_available()
         if not available:
             raise RuntimeError(reason)
-    if format in TENSORFLOW_FORMATS and keras.config.backend() != "tensorflow":
-        return export_in_tensorflow(model, path, format, options, verbose)
-    path = os.fspath(path)
-    extra = {}
+    with tempfile.TemporaryDirectory() as folder:
+        if precision == "int8":
+            options["calibration"] = _calibration_file(model, calibration, calibration_count, input_size, folder)
+        if format in TENSORFLOW_FORMATS and keras.config.backend() != "tensorflow":
+            return export_in_tensorflow(model, path, format, options, verbose)
+        return _export_here(model, os.fspath(path), format, options, verbose)
+
+
+def _calibration_file(model, calibration, count, input_size, folder):
+    """The calibration images at the served size, saved as .npy (a TensorFlow subprocess reads them too)."""
+    import numpy as np
+
+    from keras_rtmdet.export.calibration import calibration_images
+
+    rotated = model.variant.box_format == "xywha"
+    images = calibration_images(calibration, input_size or model.image_size, count, rotated=rotated)
+    path = os.path.join(folder, "calibration.npy")
+    np.save(path, images)
+    return path
+
+
+def _export_here(model, path, format, options, verbose):
+    input_size, batch_size, channel_order = options["input_size"], options["batch_size"], options["channel_order"]
+    precision = options["precision"]
+    extra = {} if precision == "fp32" else {"precision": precision}
     if format == "saved_model":
         from keras_rtmdet.export.saved_model import export_saved_model
 
@@ -115,10 +172,15 @@ def export(
             export_saved_model(model, folder, input_size, batch_size, channel_order)
             convert_with_tf_trt(folder, path, precision)
         extra["precision"] = precision
+    elif format == "litert":
+        from keras_rtmdet.export.litert_export import export_litert
+
+        extra.update(export_litert(model, path, options))
     else:
         _write_onnx_based(model, path, format, options, extra)
     proto = extra.pop("proto", None)
-    info = export_metadata(model, format, nms or format in TENSORFLOW_FORMATS, input_size, batch_size, channel_order, **extra)
+    end_to_end = options["nms"] or format in TENSORFLOW_FORMATS
+    info = export_metadata(model, format, end_to_end, input_size, batch_size, channel_order, **extra)
     if proto is not None:
         save_onnx(proto, path, info)
     write_metadata(metadata_path(path, format), info)
@@ -136,6 +198,10 @@ def _write_onnx_based(model, path, format, options, extra):
         available, reason = tensorrt_available()
         if not available:
             raise RuntimeError(reason)
+    if format == "openvino":
+        from keras_rtmdet.export.openvino_export import check_openvino_target
+
+        check_openvino_target(model, path, options["nms"])
     proto = onnx_model(
         model,
         nms=options["nms"],
@@ -148,7 +214,16 @@ def _write_onnx_based(model, path, format, options, extra):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     if format == "onnx":
+        if options["precision"] == "int8":
+            from keras_rtmdet.export.onnx_quantization import quantize_onnx
+
+            proto = quantize_onnx(proto, options["calibration"])
         extra["proto"] = proto
+        return
+    if format == "openvino":
+        from keras_rtmdet.export.openvino_export import write_openvino
+
+        extra.update(write_openvino(proto, path, options))
         return
     from keras_rtmdet.export.tensorrt import build_tensorrt_engine
 

@@ -12,6 +12,10 @@ METADATA_FILE = "rtmdet_export.json"
 
 OUTPUT_DOCS = {
     "boxes": "xyxy pixels of the input image; end-to-end (B, K, 4) padded with -1, raw (B, N, 4) per prior",
+    "rboxes": (
+        "rotated boxes (cx, cy, w, h in pixels of the input image, angle in radians, le90: [-pi/2, pi/2), "
+        "positive turning +x towards +y); end-to-end (B, K, 5) padded with -1, raw (B, N, 5) per prior"
+    ),
     "scores": "end-to-end (B, K) padded with -1; raw (B, N, C) sigmoid class scores per prior",
     "labels": "(B, K) int32 class index, -1 after num_detections",
     "num_detections": "(B,) int32 valid detections per image",
@@ -46,14 +50,14 @@ def export_metadata(detector, format, nms, input_size, batch_size, channel_order
         },
         "network_input_size": list(detector.image_size),
         "preprocessing": "keep-ratio resize to network_input_size (cv2 INTER_LINEAR, bit-exact), pad bottom/right with 114, in the graph",
-        "box_format": "xyxy",
+        "box_format": detector.variant.box_format,
         "strides": list(detector.strides),
         "score_threshold": float(settings["score_threshold"]),
         "iou_threshold": float(settings["iou_threshold"]),
         "nms_pre": int(settings["nms_pre"]),
         "max_candidates": int(settings["max_candidates"]),
         "max_detections": int(settings["max_detections"]),
-        "outputs": {name: OUTPUT_DOCS[name] for name in outputs},
+        "outputs": {name: _output_doc(detector, name) for name in outputs},
         "exported_from_backend": keras.config.backend(),
         "keras_version": keras.__version__,
         "keras_rtmdet_version": __version__,
@@ -62,6 +66,13 @@ def export_metadata(detector, format, nms, input_size, batch_size, channel_order
         info["mask_threshold"] = float(detector.mask_threshold)
     info.update(extra)
     return info
+
+
+def _output_doc(detector, name):
+    """What output `name` holds; rotated `boxes` are (cx, cy, w, h, angle) rboxes (`box_format` "xywha")."""
+    if name == "boxes" and detector.variant.box_format == "xywha":
+        return OUTPUT_DOCS["rboxes"]
+    return OUTPUT_DOCS[name]
 
 
 def write_metadata(path, info):

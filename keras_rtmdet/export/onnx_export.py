@@ -5,7 +5,12 @@ tf2onnx on TensorFlow and jax2onnx on JAX (both through Keras'
 `Model.export(format="onnx")`), and PyTorch's dynamo exporter on torch. The
 network is exported once (`"front"`); the raw artefact is its raw half, and
 an end-to-end one chains its candidate half, an ONNX `NonMaxSuppression`
-(`onnx_nms`) and the exported `"detections"` stage.
+(`onnx_nms`) and the exported `"detections"` stage. ONNX's NMS is
+axis-aligned: for a model whose NMS is not (`variant.axis_aligned_nms`
+False: RTMDet-R's rotated NMS) the end-to-end artefact is the exported
+`"end_to_end"` stage, its NMS the model's `graph_nms_method` as an ONNX
+`Loop` of standard operators. TensorFlow and JAX export it; PyTorch's
+exporter cannot yet (`_check_traced_nms`).
 
 Shapes: the image height and width are fixed at export (`input_size`), or
 dynamic on TensorFlow. The batch size is dynamic on TensorFlow and JAX; on
@@ -64,6 +69,9 @@ def export_stage(graph, sample, batch_size=None, opset=None):
 
     backend = keras.config.backend()
     names, shapes, dtypes = stage_inputs(graph, batch_size, sample)
+    if not graph.built and graph.detector.built:
+        # A stage's weights are all the detector's: built, it needs no eager run (on JAX, compiling every op).
+        graph.built = True
     if not graph.built:
         graph(sample[0] if graph.stage != "detections" else list(sample))
     with tempfile.TemporaryDirectory() as folder:
@@ -104,6 +112,21 @@ def sample_images(graph, batch_size):
     return np.full((batch_size or 1, height, width, 3), 114, np.uint8)
 
 
+def _check_traced_nms(detector, backend):
+    """Refuse, with the alternatives, an end-to-end export whose NMS loop this backend's exporter cannot write."""
+    if backend != "torch":
+        return
+    # torch.export captures the loop (`bounded_while_loop`), but the ONNX exporter's decomposition pass
+    # fails on a while_loop whose body makes tensors of Python numbers, as every Keras op taking a
+    # scalar does ("Attempting to use FunctionalTensor on its own"; pytorch/pytorch#180354 for `cond`).
+    raise NotImplementedError(
+        f"End-to-end ONNX export of {detector.variant.display_name} (its NMS a loop in the graph) fails in "
+        "PyTorch's ONNX exporter. Export it from the TensorFlow or JAX backend (save_to_preset, then "
+        "from_preset under KERAS_BACKEND=tensorflow or jax), or export nms=False (raw boxes and scores, the "
+        "NMS left to the server)."
+    )
+
+
 def onnx_model(detector, nms=True, input_size=None, batch_size=None, channel_order="rgb", opset=None):
     """`detector` as one ONNX `ModelProto`: end-to-end (`nms=True`) or raw; see `onnx_models`."""
     variant = "end_to_end" if nms else "raw"
@@ -111,14 +134,16 @@ def onnx_model(detector, nms=True, input_size=None, batch_size=None, channel_ord
 
 
 def onnx_models(detector, variants=ONNX_VARIANTS, input_size=None, batch_size=None, channel_order="rgb", opset=None):
-    """ONNX `ModelProto`s of `detector`, from one export of its network.
+    """ONNX `ModelProto`s of `detector`, from one export of its network (two for RTMDet-R's raw and end-to-end).
 
     Args:
-        detector: an `RTMDet` or `RTMDetIns`.
+        detector: an `RTMDet`, `RTMDetIns` or `RTMDetRotated`.
         variants: `"end_to_end"` (padded `boxes`, `scores`, `labels`,
             `num_detections`, RTMDet-Ins `masks`: the NMS in the graph) and/or
             `"raw"` (every prior's decoded `boxes` and `scores`, RTMDet-Ins
-            `kernel_preds` and `mask_feat`).
+            `kernel_preds` and `mask_feat`). Boxes are the model's
+            `variant.box_format`: xyxy (B, K, 4) / (B, N, 4), or RTMDet-R's
+            rboxes (cx, cy, w, h, angle in radians) (B, K, 5) / (B, N, 5).
         input_size: (H, W) of the served images, None for any size
             (TensorFlow only).
         batch_size: fixed batch size, None for dynamic (TensorFlow, JAX).
@@ -129,9 +154,6 @@ def onnx_models(detector, variants=ONNX_VARIANTS, input_size=None, batch_size=No
     """
     _require_onnx()
     import onnx
-    from onnx.utils import Extractor
-
-    from keras_rtmdet.export.onnx_graph_edit import chain_graphs
 
     unknown = sorted(set(variants) - set(ONNX_VARIANTS))
     if unknown:
@@ -146,6 +168,30 @@ def onnx_models(detector, variants=ONNX_VARIANTS, input_size=None, batch_size=No
         raise ValueError(f"{type(detector).__name__} pastes masks at the served size: give a fixed input_size (H, W).")
     if backend == "torch" and batch_size is None:
         batch_size = 1
+    models = {}
+    if "end_to_end" in variants and not detector.variant.axis_aligned_nms:
+        _check_traced_nms(detector, backend)
+        whole = ServingGraph(detector, "end_to_end", input_size=input_size, channel_order=channel_order)
+        models["end_to_end"] = export_stage(whole, [sample_images(whole, batch_size)], batch_size, opset)
+        variants = tuple(variant for variant in variants if variant != "end_to_end")
+    variants = tuple(dict.fromkeys(variants))
+    if variants == ("raw",):
+        # Alone, the raw half is exported by itself: the candidate selection would only be cut away.
+        raw = ServingGraph(detector, "raw", input_size=input_size, channel_order=channel_order)
+        models["raw"] = export_stage(raw, [sample_images(raw, batch_size)], batch_size, opset)
+    elif variants:
+        models.update(_front_models(detector, variants, input_size, batch_size, channel_order, opset))
+    for proto in models.values():
+        onnx.checker.check_model(proto)
+    return models
+
+
+def _front_models(detector, variants, input_size, batch_size, channel_order, opset):
+    """`onnx_models` from one export of the `"front"` stage: raw, and end-to-end through ONNX's NMS."""
+    from onnx.utils import Extractor
+
+    from keras_rtmdet.export.onnx_graph_edit import chain_graphs
+
     front = ServingGraph(detector, "front", input_size=input_size, channel_order=channel_order)
     images = sample_images(front, batch_size)
     sample_outputs = [keras.ops.convert_to_numpy(x) for x in front(images)]
@@ -169,6 +215,4 @@ def onnx_models(detector, variants=ONNX_VARIANTS, input_size=None, batch_size=No
         by_name["keep"] = by_name["candidate_valid"]
         finish_model = export_stage(finish, [by_name[name] for name in finish.input_names], batch_size, opset)
         models["end_to_end"] = chain_graphs([candidates, suppress, finish_model], list(finish.output_names))
-    for proto in models.values():
-        onnx.checker.check_model(proto)
     return models

@@ -3,15 +3,19 @@
 Signatures (both take `images` (B, H, W, 3) uint8 and share the weights):
 
 * `serving_default`: end-to-end detections, padded as `predict` pads them:
-  `boxes` (B, K, 4) xyxy in the input images' pixels, `scores` (B, K),
-  `labels` (B, K) int32 (−1 after `num_detections` (B,)); RTMDet-Ins adds
-  `masks` (B, K, H, W) bool. RTMDet's NMS is TensorFlow's
+  `boxes` (B, K, 4) xyxy in the input images' pixels (RTMDet-R: (B, K, 5)
+  rboxes cx, cy, w, h, angle in radians), `scores` (B, K), `labels` (B, K)
+  int32 (−1 after `num_detections` (B,)); RTMDet-Ins adds `masks`
+  (B, K, H, W) bool. RTMDet's NMS is TensorFlow's
   `combined_non_max_suppression` (which TF-TRT turns into TensorRT's NMS
   plugin); RTMDet-Ins needs the kept candidates' indices for their masks,
-  which the combined op does not return, so it runs the model's own
-  class-aware NMS (`tf.image.non_max_suppression` per image).
-* `raw`: every prior's decoded `boxes` (B, N, 4) and `scores` (B, N, C)
-  (and RTMDet-Ins' `kernel_preds`, `mask_feat`), the NMS left to the server.
+  which the combined op does not return, and RTMDet-R's boxes are rotated
+  (`variant.axis_aligned_nms` False), so both run the model's own
+  class-aware NMS (`suppress`: `tf.image.non_max_suppression` per image,
+  RTMDet-R's `non_max_suppression_overlaps` on rotated IoUs).
+* `raw`: every prior's decoded `boxes` (B, N, 4) (RTMDet-R: (B, N, 5)) and
+  `scores` (B, N, C) (and RTMDet-Ins' `kernel_preds`, `mask_feat`), the NMS
+  left to the server.
 
 Needs the TensorFlow backend: Keras on torch exports SavedModels only
 through torch_xla, and on JAX through jax2tf, which this graph (its NMS) does
@@ -73,7 +77,7 @@ class ServingFunctions:
         detector = self.detector
         found = dict(zip(self.candidate_graph.output_names, self.candidate_graph(images), strict=True))
         candidates = {name.removeprefix("candidate_"): found[name] for name in CANDIDATE_NAMES}
-        if not detector.detection_field_inputs:
+        if not detector.detection_field_inputs and detector.variant.axis_aligned_nms:
             return combined_nms(detector, candidates)
         keep = detector.suppress(candidates["boxes"], candidates["scores"], candidates["labels"], candidates["valid"])
         found["keep"] = keep

@@ -1,9 +1,11 @@
-"""The functions an exported detector serves, as Keras models over a trained `RTMDet` / `RTMDetIns`.
+"""The functions an exported detector serves, as Keras models over a trained RTMDet, RTMDet-Ins or RTMDet-R.
 
 Every export format is built from three stages of one detector (weights shared):
 
 * `"raw"`: uint8 images (B, H, W, 3) → every prior's decoded `boxes`
-  (B, N, 4) xyxy in the input images' pixels and class `scores` (B, N, C)
+  (B, N, 4) xyxy in the input images' pixels (RTMDet-R: (B, N, 5) rboxes
+  cx, cy, w, h, angle in radians; every stage's boxes are the model's
+  `variant.box_format`) and class `scores` (B, N, C)
   (sigmoid), plus RTMDet-Ins' `kernel_preds` (B, N, G) and `mask_feat`
   (B, H_t/8, W_t/8, P): the NMS is left to the server.
 * `"candidates"`: images → the NMS input of `DenseDetector.postprocess`: the
@@ -14,9 +16,15 @@ Every export format is built from three stages of one detector (weights shared):
 * `"detections"`: candidates + the NMS survivors `keep` (B, M) → the padded
   detections `boxes` (B, K, 4), `scores`, `labels`, `num_detections` (B,)
   and RTMDet-Ins' `masks` (B, K, H, W) bool, as `predict` returns them.
+* `"end_to_end"`: images → those detections in one graph, the NMS the
+  model's `graph_nms_method` (plain `keras.ops`: a loop of elementwise ops,
+  no NMS operator), for formats without a native NMS that fits (LiteRT;
+  ONNX for a model whose NMS is not axis-aligned, `variant.axis_aligned_nms`:
+  RTMDet-R's rotated NMS).
 
 An end-to-end export chains candidates → a format's native NMS →
-detections; a model whose NMS is the server's exports `"raw"`. Images in
+detections, or traces `"end_to_end"`; a model whose NMS is the server's
+exports `"raw"`. Images in
 one batch share their size; H and W are fixed at export, or dynamic where
 the backend's exporter allows it (TensorFlow).
 """
@@ -28,7 +36,7 @@ from keras_rtmdet.ops.letterbox import fitted_size
 from keras_rtmdet.ops.letterbox import letterbox
 from keras_rtmdet.ops.dynamic_masks import paste_masks
 
-SERVING_STAGES = ("raw", "candidates", "front", "detections")
+SERVING_STAGES = ("raw", "candidates", "front", "detections", "end_to_end")
 # `candidate_detections`' keys, as exported names (the NMS reads the first four).
 CANDIDATE_NAMES = (
     "candidate_boxes",
@@ -57,6 +65,8 @@ def serving_names(detector, stage):
     if stage == "detections":
         inputs = tuple(name for name in CANDIDATE_NAMES if name != "candidate_valid")
         return (*inputs, "keep", *fields), (*DETECTION_NAMES, *masks)
+    if stage == "end_to_end":
+        return ("images",), (*DETECTION_NAMES, *masks)
     raise ValueError(f"Unknown serving stage {stage!r}; one of {SERVING_STAGES}.")
 
 
@@ -64,9 +74,9 @@ class ServingGraph(keras.Model):
     """One serving stage of `detector` (see the module docstring).
 
     Args:
-        detector: an `RTMDet` or `RTMDetIns`, post-processing settings as
-            they should be served.
-        stage: `"raw"`, `"candidates"` or `"detections"`.
+        detector: an `RTMDet`, `RTMDetIns` or `RTMDetRotated`,
+            post-processing settings as they should be served.
+        stage: one of `SERVING_STAGES`.
         input_size: (H, W) of the served images, or None for any size
             (TensorFlow only: the resize size is then computed in the graph).
         channel_order: `"rgb"` or `"bgr"`, the order of the served images.
@@ -100,15 +110,28 @@ class ServingGraph(keras.Model):
         padded, scale_factors = letterbox(images, self.image_size, flip_channels=flip)
         outputs = self.detector(padded, training=False)
         fields = tuple(outputs[name] for name in self.detector.detection_field_inputs)
-        raw = (self._decoded_priors(outputs, scale_factors), ops.sigmoid(outputs["cls_logits"]), *fields)
-        if self.stage == "raw":
-            return raw
+        if self.stage in ("raw", "front"):
+            raw = (self._decoded_priors(outputs, scale_factors), ops.sigmoid(outputs["cls_logits"]), *fields)
+            if self.stage == "raw":
+                return raw
         found = self.detector.candidate_detections(outputs, self.image_size, scale_factors)
+        if self.stage == "end_to_end":
+            return self._end_to_end(outputs, found)
         candidates = tuple(found[name.removeprefix("candidate_")] for name in CANDIDATE_NAMES)
         return (*raw, *candidates) if self.stage == "front" else (*candidates, *fields)
 
+    def _end_to_end(self, outputs, candidates):
+        detector = self.detector
+        keep = detector.suppress(
+            candidates["boxes"], candidates["scores"], candidates["labels"], candidates["valid"],
+            method=detector.graph_nms_method,
+        )
+        fields = {name: outputs[name] for name in detector.detection_field_inputs}
+        tensors = {f"candidate_{name}": value for name, value in candidates.items()}
+        return self._detections({**tensors, **fields, "keep": keep})
+
     def _decoded_priors(self, outputs, scale_factors):
-        """(B, N, 4) boxes of every prior, clamped to the padded input, in original pixels."""
+        """(B, N, 4) xyxy of every prior, clamped to the padded input, in original pixels (RTMDet-R: (B, N, 5))."""
         detector = self.detector
         priors = detector.priors(self.image_size)
         every = ops.zeros_like(outputs["cls_logits"][..., 0], "int32") + ops.arange(0, priors.shape[0], dtype="int32")

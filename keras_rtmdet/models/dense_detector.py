@@ -290,8 +290,10 @@ class DenseDetector(PresetMixin, DetectorInference, DensePostprocessing, keras.M
         """Export for serving on raw uint8 images: `keras_rtmdet.export.export(self, filepath, format, ...)`.
 
         `format`: `"saved_model"` (alias `"tf_saved_model"`), `"onnx"`,
-        `"tf_trt"` or `"tensorrt"`; see `keras_rtmdet.export.export` for
-        the options (`nms`, `input_size`, `dynamic_size`, `batch_size`, ...).
+        `"litert"` (alias `"tflite"`), `"openvino"`, `"tf_trt"` or
+        `"tensorrt"`; see `keras_rtmdet.export.export` for the options
+        (`nms`, `input_size`, `dynamic_size`, `batch_size`, `precision`
+        (`"fp32"`, `"fp16"`, `"int8"` with `calibration` images), ...).
         """
         if not _EXPORTER:
             raise RuntimeError("No exporter registered: import keras_rtmdet.export first.")

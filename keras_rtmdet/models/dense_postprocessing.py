@@ -75,6 +75,9 @@ class DensePostprocessing:
 
     # The `nms_method` values `suppress` understands.
     nms_methods = NMS_METHODS
+    # The NMS an exported graph without a native NMS operator runs (LiteRT; RTMDet-R's ONNX): plain
+    # `keras.ops`, which every exporter traces into its format's own operators.
+    graph_nms_method = "keras"
 
     def _init_postprocess(
         self,
@@ -159,11 +162,14 @@ class DensePostprocessing:
         h = boxes[..., 3] - boxes[..., 1]
         return ops.logical_and(w > min_bbox_size, h > min_bbox_size)
 
-    def suppress(self, boxes, scores, labels, valid, iou_threshold=None):
-        """(B, M) bool: the candidates class-aware NMS keeps (the model's `iou_threshold` by default)."""
+    def suppress(self, boxes, scores, labels, valid, iou_threshold=None, method=None):
+        """(B, M) bool: the candidates class-aware NMS keeps.
+
+        `iou_threshold` and `method` default to the model's `iou_threshold` and `nms_method`.
+        """
         iou_threshold = self.iou_threshold if iou_threshold is None else iou_threshold
         return batched_nms_keep(
-            boxes, scores, labels, valid, iou_threshold, self.nms_method, int(self.max_detections)
+            boxes, scores, labels, valid, iou_threshold, method or self.nms_method, int(self.max_detections)
         )
 
     def detection_fields(self, outputs, fields, prior_index, priors, image_size, scale_factors):

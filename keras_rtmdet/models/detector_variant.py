@@ -10,7 +10,6 @@ functions below find it by task name or preset without a list to extend.
 import dataclasses
 import json
 import os
-from typing import Optional
 
 # The recipes' AdamW learning rates and the batch sizes they are given for: MMDetection's RTMDet
 # (8 GPUs × 32) and MMRotate's RTMDet-R schedule_3x (0.004/16 for a total batch of 8).
@@ -40,7 +39,9 @@ class DetectorVariant:
         learning_rate, learning_rate_batch: the recipe's AdamW rate and the batch size it is given for.
         two_stage_recipe: trains with Mosaic / MixUp, then a light last stage (RTMDet); else one stage.
         run_defaults: image_size, epochs, batch_size, val_every of its recipe.
-        export_refusal: why the exporters cannot serve it yet, or None.
+        axis_aligned_nms: its NMS is the class-aware NMS of axis-aligned boxes that export formats have an
+            operator for (ONNX `NonMaxSuppression`, TensorFlow's `combined_non_max_suppression`); when
+            False (rotated boxes), an end-to-end export traces the model's own `suppress` instead.
     """
 
     task: str
@@ -56,7 +57,7 @@ class DetectorVariant:
     learning_rate_batch: int
     two_stage_recipe: bool
     run_defaults: dict
-    export_refusal: Optional[str] = None
+    axis_aligned_nms: bool = True
 
     def preset_for_size(self, size):
         """The built-in preset name of `size`; a ValueError naming the sizes there are otherwise."""

@@ -207,7 +207,11 @@ def _intersection_area(w1, h1, center2, w2, h2, cos2, sin2):
         along_p = ops.clip(-depth / ops.where(parallel, 1.0, sine), -reach, p_len + reach)
         along_q = offset_x * qdx + offset_y * qdy + along_p * cosine
         # P's edge: entering bounds below, leaving above; parallel and outside, it is dropped.
-        p_in = ops.logical_and(parallel, ops.where(coincident, cosine > 0, depth >= 0))
+        # Boolean logic, not a `where` of booleans: ONNX Runtime has no boolean `Where` (jax2onnx writes one).
+        inside = ops.logical_or(
+            ops.logical_and(coincident, cosine > 0), ops.logical_and(ops.logical_not(coincident), depth >= 0)
+        )
+        p_in = ops.logical_and(parallel, inside)
         p_lower = ops.logical_or(enters, p_in)
         p_bound = ops.where(parallel, -reach, along_p)
         # `amax` / `amin`: Keras' torch `max` / `min` inspect their result in a way a captured graph cannot trace.

@@ -129,7 +129,7 @@ def greedy_rotated_keep(boxes, labels, valid, iou_threshold, max_output):
     it stops when nothing is eligible or after `max_output` steps.
     """
     m = boxes.shape[1]
-    positions = ops.arange(m)
+    positions = ops.arange(0, m)  # jax2onnx traces arange only with an explicit start and stop
 
     def cond(eligible, keep):
         return ops.any(eligible)

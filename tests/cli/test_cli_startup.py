@@ -9,6 +9,8 @@ import warnings
 import pytest
 
 from keras_rtmdet.export.export import EXPORT_FORMATS
+from keras_rtmdet.export.export import FORMAT_PRECISIONS
+from keras_rtmdet.export.export import TENSORFLOW_FORMATS
 from keras_rtmdet.version import __version__
 from keras_rtmdet_cli import demo
 from keras_rtmdet_cli import export
@@ -48,6 +50,11 @@ def test_version_is_the_library_version(capsys):
 
 def test_export_formats_are_the_library_formats():
     assert export.EXPORT_FORMATS == EXPORT_FORMATS
+    assert export.TENSORFLOW_FORMATS == TENSORFLOW_FORMATS
+    args = build_parser().parse_args(["export", "--preset", "p", "--out", "m.xml", "--int8", "--calibration", "synthetic"])
+    assert args.precision == "int8" and args.calibration == "synthetic" and args.calibration_images == 200
+    for precision in {p for allowed in FORMAT_PRECISIONS.values() for p in allowed}:
+        assert build_parser().parse_args(["export", "--preset", "p", "--out", "m", "--precision", precision])
 
 
 @pytest.mark.parametrize(

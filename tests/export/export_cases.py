@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_rtmdet.export.serving_graph import ServingGraph
 from keras_rtmdet.utils.detection_matching import match_detections
+from tests.test_case import iou_matrix
 from tests.test_case import load_fixture
 from tests.test_case import reference_model
 from tests.test_case import to_numpy
@@ -25,6 +26,15 @@ def tiny_detector():
 def tiny_ins():
     """`ins_mini`: RTMDet-Ins at the same scale, MMDetection's random weights (varied masks)."""
     return reference_model(load_fixture("ins_mini"), max_detections=30)
+
+
+def tiny_rotated():
+    """`rot_mini`: RTMDet-R at the same scale (256² input, 15 DOTA classes), MMRotate's random weights.
+
+    200 candidates and 100 detections: ~50 detections an image on `served_images`, below the cap, and a
+    short NMS loop in the exported graphs.
+    """
+    return reference_model(load_fixture("rot_mini"), max_candidates=200, max_detections=100)
 
 
 def served_images(batch, size=SERVED, seed=0):
@@ -91,3 +101,21 @@ def _assert_masks_agree(ours, reference, our_masks, reference_masks, min_agreeme
         if same.any():
             j = np.flatnonzero(same)[np.argmin(np.abs(reference[1][same] - ours[1][i]))]
             assert np.mean(our_masks[i] == reference_masks[j]) >= min_agreement, i
+
+
+def top_detection_agreement(ours, reference, top, min_iou):
+    """How far a reduced-precision artefact keeps the reference's detections (fp16 / INT8 against fp32).
+
+    Returns: (the share of each image's `top` best reference detections that `ours` has too: same label,
+    IoU > `min_iou`; the largest score difference of those matches). Detections are score-sorted.
+    """
+    found, deltas = [], [0.0]
+    for b, count in enumerate(reference["num_detections"]):
+        n, m = min(top, int(count)), int(ours["num_detections"][b])
+        overlaps = iou_matrix(reference["boxes"][b, :n], ours["boxes"][b, :m]) if m else np.zeros((n, 1))
+        overlaps = overlaps * (reference["labels"][b, :n, None] == ours["labels"][b, None, :m]) if m else overlaps
+        hit = overlaps.max(1) > min_iou
+        found.extend(hit)
+        deltas.extend(np.abs(reference["scores"][b, :n][hit] - ours["scores"][b, overlaps.argmax(1)[hit]]))
+    assert found, "no reference detection to compare"
+    return float(np.mean(found)), float(max(deltas))

@@ -7,7 +7,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from keras_rtmdet import RTMDetRotated
 from keras_rtmdet.export.export import save_onnx
 from keras_rtmdet.export.metadata import export_metadata
 from keras_rtmdet.export.metadata import read_metadata
@@ -20,8 +19,6 @@ from tests.export.export_cases import keras_raw
 from tests.export.export_cases import served_images
 from tests.export.export_cases import tiny_detector
 from tests.export.export_cases import tiny_ins
-from tests.test_case import build_shapes_only
-from tests.test_case import tiny_model
 
 
 # torch's exporter fixes the batch size; the others keep it dynamic (exported with a batch of 1).
@@ -91,11 +88,3 @@ def test_dynamic_size_needs_tensorflow_and_masks_need_a_fixed_size():
         onnx_models(model, variants=("fast",), input_size=SERVED)
     with pytest.raises(ValueError, match="fixed input_size"):
         onnx_models(tiny_ins(), input_size=None)
-
-
-def test_rotated_models_are_refused_by_name(tmp_path):
-    # Refused before anything is traced: its variables need no values (JAX would compile every initializer).
-    rotated = build_shapes_only(lambda: tiny_model(RTMDetRotated, num_classes=2))
-    with pytest.raises(TypeError, match="RTMDet-R export is not implemented"):
-        rotated.export(str(tmp_path / "r.onnx"), format="onnx")
-    assert not (tmp_path / "r.onnx").exists()

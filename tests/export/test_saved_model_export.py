@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import pytest
 import tensorflow as tf
 
@@ -64,10 +65,15 @@ def test_cli_exports_a_savedmodel_of_this_backend_weights(tmp_path, capsys):
     loaded = tf.saved_model.load(str(out))
     assert set(loaded.signatures) == {"serving_default", "raw"}
     images = served_images(2, seed=6)
-    with model.postprocess_settings(iou_threshold=0.5):
-        expected = keras_end_to_end(model, images)
-    assert_same_detections(serve(loaded, images), expected)
+    # The raw outputs show that this backend's weights arrived; the end-to-end graph is TensorFlow's own
+    # whatever the source (checked against predict in the TF pass: a JAX predict would compile ~30 s more).
     assert_raw_close(serve(loaded, images, "raw"), keras_raw(model, images))
+    if keras.config.backend() == "tensorflow":
+        with model.postprocess_settings(iou_threshold=0.5):
+            expected = keras_end_to_end(model, images)
+        assert_same_detections(serve(loaded, images), expected)
+    else:
+        assert serve(loaded, images)["num_detections"].min() > 0
     info = json.loads((out / "rtmdet_export.json").read_text())
     assert info["task"] == "RTMDet" and info["input"]["shape"] == [None, *SERVED, 3]
     assert info["iou_threshold"] == pytest.approx(0.5) and info["class_names"] == model.class_names
@@ -79,6 +85,6 @@ def test_unservable_requests_fail_with_reasons(tmp_path, capsys):
     assert main(["export", "--preset", str(preset), "--format", "onnx", "--dynamic-size", "--out", "x.onnx"]) == 2
     assert "fixed input_size" in capsys.readouterr().err
     with pytest.raises(ValueError, match="Unknown export format"):
-        tiny_detector().export(str(tmp_path / "x"), format="tflite")
+        tiny_detector().export(str(tmp_path / "x"), format="pmml")
     assert main(["export", "--preset", "no_such_preset", "--out", str(tmp_path / "y")]) == 2
     assert "Unknown preset" in capsys.readouterr().err

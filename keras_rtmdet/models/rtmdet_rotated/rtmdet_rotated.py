@@ -71,11 +71,12 @@ class RTMDetRotated(DenseDetector):
         learning_rate_batch=ROTATED_BATCH,
         two_stage_recipe=False,
         run_defaults=ROTATED_RECIPE,
-        export_refusal="RTMDet-R export is not implemented: save its weights and serve it with Keras.",
+        axis_aligned_nms=False,
     )
     presets = RTMDET_ROTATED_PRESETS
     head_class = RotatedRTMDetSepBNHead
     nms_methods = ROTATED_NMS_METHODS
+    graph_nms_method = "greedy"
 
     def __init__(
         self,
@@ -128,10 +129,10 @@ class RTMDetRotated(DenseDetector):
     def box_size_mask(self, boxes, min_bbox_size):
         return ops.logical_and(boxes[..., 2] > min_bbox_size, boxes[..., 3] > min_bbox_size)
 
-    def suppress(self, boxes, scores, labels, valid, iou_threshold=None):
+    def suppress(self, boxes, scores, labels, valid, iou_threshold=None, method=None):
         iou_threshold = self.iou_threshold if iou_threshold is None else iou_threshold
         return rotated_nms_keep(
-            boxes, scores, labels, valid, iou_threshold, self.nms_method, max_output=int(self.max_detections)
+            boxes, scores, labels, valid, iou_threshold, method or self.nms_method, max_output=int(self.max_detections)
         )
 
     # --- training hooks ---
