@@ -32,7 +32,7 @@ def split_network(interpreter, scope):
     output names of the other operators (their node names for the
     quantizer); the operator types found only outside the network.
     """
-    in_scope = re.compile(rf"(^|/){re.escape(scope)}(_\d+)?/")
+    in_scope = re.compile(rf"(^|/){re.escape(scope)}(_\d+)*/")
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     operators = interpreter._get_ops_details()
     network = [len(op["outputs"]) > 0 and all(in_scope.search(details[i]["name"]) for i in op["outputs"] if i >= 0) for op in operators]
