@@ -102,3 +102,17 @@ def calibration_images(source, input_size, count=DEFAULT_CALIBRATION_IMAGES, see
                 f"Calibration image {i} must be uint8 (H, W, 3) RGB; got {image.dtype} of shape {image.shape}."
             )
     return np.stack([fit_to_input(np.asarray(image), input_size) for image in images])
+
+
+def load_calibration(calibration_npy_path, input_size=None):
+    """The calibration images (N, H, W, 3) uint8 of `export`'s `.npy`, checked (against `input_size` (H, W) if given)."""
+    if calibration_npy_path is None:
+        raise ValueError("INT8 export needs calibration images (calibration=).")
+    images = np.load(calibration_npy_path)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+        raise ValueError(
+            f"Calibration images must be a non-empty uint8 (N, H, W, 3) array; got {images.dtype} {images.shape}."
+        )
+    if input_size is not None and tuple(images.shape[1:3]) != tuple(input_size):
+        raise ValueError(f"Calibration images are {images.shape[1:3]}; the graph serves {tuple(input_size)}.")
+    return images

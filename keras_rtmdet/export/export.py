@@ -171,7 +171,6 @@ def _export_here(model, path, format, options, verbose):
         with tempfile.TemporaryDirectory() as folder:
             export_saved_model(model, folder, input_size, batch_size, channel_order)
             convert_with_tf_trt(folder, path, precision)
-        extra["precision"] = precision
     elif format == "litert":
         from keras_rtmdet.export.litert_export import export_litert
 
@@ -230,7 +229,6 @@ def _write_onnx_based(model, path, format, options, extra):
     batch = options["batch_size"]
     height, width = options["input_size"] or (None, None)
     build_tensorrt_engine(proto.SerializeToString(), path, (batch, height, width, 3), fp16=options["precision"] == "fp16")
-    extra["precision"] = options["precision"]
 
 
 def save_onnx(proto, path, info):

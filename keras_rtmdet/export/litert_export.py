@@ -21,6 +21,7 @@ import tempfile
 
 import keras
 
+from keras_rtmdet.export.calibration import load_calibration
 from keras_rtmdet.export.litert_quantization import quantize_network
 from keras_rtmdet.export.serving_graph import ServingGraph
 
@@ -63,21 +64,6 @@ def configure_precision(converter, precision):
         raise ValueError(f"LiteRT export is written in fp32, fp16 or int8, not {precision!r}.")
 
 
-def calibration_array(calibration, input_size):
-    """(N, H, W, 3) uint8 images from the `.npy` `export` wrote, checked against the served size."""
-    import numpy as np
-
-    if calibration is None:
-        raise ValueError("INT8 LiteRT export needs calibration images (calibration=).")
-    images = np.load(calibration)
-    if images.dtype != np.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (*input_size, 3):
-        raise ValueError(
-            f"Calibration images must be uint8 (N, {input_size[0]}, {input_size[1]}, 3) at the served size; "
-            f"got {images.dtype} {images.shape}."
-        )
-    return images
-
-
 def convert_saved_model(folder, precision):
     """The `.tflite` flatbuffer (bytes) of the SavedModel in `folder`: built-in operators only; INT8's float model."""
     import tensorflow as tf
@@ -108,7 +94,7 @@ def export_litert(detector, path, options):
     if batch_size is None:
         raise ValueError("LiteRT export serves a fixed batch size: give batch_size.")
     if options["precision"] == "int8":
-        images = calibration_array(options["calibration"], options["input_size"])
+        images = load_calibration(options["calibration"], options["input_size"])
     with tempfile.TemporaryDirectory() as folder:
         end_to_end_saved_model(detector, folder, options["input_size"], batch_size, options["channel_order"])
         flatbuffer = convert_saved_model(folder, options["precision"])

@@ -15,6 +15,8 @@ import tempfile
 
 import numpy as np
 
+from keras_rtmdet.export.calibration import load_calibration
+
 # Each backend's convolution ops in its graph: ONNX, OpenVINO IR.
 CONVOLUTIONS = ("Conv", "Convolution", "GroupConvolution")
 
@@ -67,21 +69,6 @@ def onnx_network_region(graph):
     return network_region(
         nodes, inputs_of, lambda i: graph.node[i].op_type in CONVOLUTIONS
     )
-
-
-def load_calibration(calibration_npy_path):
-    """The calibration images (N, H, W, 3) uint8 of `export`'s `.npy`, checked."""
-    images = np.load(calibration_npy_path)
-    if (
-        images.dtype != np.uint8
-        or images.ndim != 4
-        or images.shape[-1] != 3
-        or len(images) == 0
-    ):
-        raise ValueError(
-            f"Calibration images must be a non-empty uint8 (N, H, W, 3) array; got {images.dtype} {images.shape}."
-        )
-    return images
 
 
 def image_batches(images, input_shape):

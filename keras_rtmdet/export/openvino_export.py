@@ -18,9 +18,9 @@ too) and saved as `.xml` + `.bin`:
 import os
 import tempfile
 
+from keras_rtmdet.export.calibration import load_calibration
 from keras_rtmdet.export.onnx_quantization import CONVOLUTIONS
 from keras_rtmdet.export.onnx_quantization import image_batches
-from keras_rtmdet.export.onnx_quantization import load_calibration
 from keras_rtmdet.export.onnx_quantization import network_region
 
 # What an fp32 IR needs at compile time to compute in fp32 on every CPU.
